@@ -1,0 +1,111 @@
+"""From (prompt, text) rows to waveforms: AR over codebook 0, NAR over the rest, codec decode.
+
+One *row* is one sentence spoken in one prompt's voice. Long texts, best-of-N candidates
+and concurrent server requests all become rows of the same batched decode.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from valle2.generation.ar_decode import ar_generate
+from valle2.generation.nar_decode import nar_generate
+from valle2.generation.sampling import SamplingConfig
+from valle2.models.grouping import clip_to_groups
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LengthPolicy:
+    """How long a sentence may run, from the prompt's own speaking rate (frames per phone).
+
+    expected = rate x target phones; the AR stops at ``max_ratio`` x expected (at most
+    ``max_seconds``), and may not end before ``min_ratio`` x expected.
+    """
+
+    max_ratio: float = 1.8
+    min_ratio: float = 0.3
+    max_seconds: float = 30.0
+    min_rate: float = 1.0  # frames per phone, clamps a prompt whose transcript does not match its audio
+    max_rate: float = 20.0
+
+    def limits(self, prompt_frames: int, prompt_phones: int, target_phones: int, frame_rate: float) -> tuple[float, int, int]:
+        rate = prompt_frames / max(prompt_phones, 1)
+        rate = min(max(rate, self.min_rate), self.max_rate)
+        expected = rate * target_phones
+        max_frames = max(1, min(math.ceil(self.max_ratio * expected), int(self.max_seconds * frame_rate)))
+        min_frames = min(int(self.min_ratio * expected), max_frames - 1)
+        return expected, max_frames, max(min_frames, 0)
+
+
+@dataclass
+class Prompt:
+    """An encoded voice prompt: audio at the codec rate, its transcript's phone ids and its codes."""
+
+    wav: np.ndarray
+    sr: int
+    text: str
+    phone_ids: list[int]
+    codes: torch.Tensor  # (K, Tp), Tp % G == 0 (leading frames clipped)
+
+    @property
+    def n_frames(self) -> int:
+        return self.codes.shape[1]
+
+
+@dataclass
+class Row:
+    prompt: Prompt
+    target_ids: list[int]
+    text: str = ""
+    expected_frames: float = 0.0
+    max_frames: int = 0
+    min_frames: int = 0
+
+
+@dataclass
+class RowResult:
+    codes: torch.Tensor  # (K, T) generated frames only
+    hit_limit: bool
+    expected_frames: float
+    info: dict = field(default_factory=dict)
+
+
+def encode_prompt(codec, wav: np.ndarray, sr: int, text: str, phone_ids: list[int], group_size: int) -> Prompt:
+    codes = codec.encode(wav, sr)  # (K, T)
+    codes = clip_to_groups(codes, group_size)
+    if codes.shape[1] == 0:
+        raise ValueError("prompt audio is shorter than one code group")
+    return Prompt(wav=wav, sr=sr, text=text, phone_ids=phone_ids, codes=codes)
+
+
+def generate_rows(
+    ar, nar, rows: list[Row], *, sep_ids: list[int], eos_id: int, sampling: SamplingConfig,
+    generator: torch.Generator | None, max_batch: int = 16,
+) -> list[RowResult]:
+    """Batched AR + NAR over rows, ``max_batch`` rows at a time."""
+    results: list[RowResult] = []
+    for start in range(0, len(rows), max_batch):
+        chunk = rows[start : start + max_batch]
+        texts = [torch.tensor(r.prompt.phone_ids + sep_ids + r.target_ids + [eos_id], dtype=torch.long) for r in chunk]
+        prompts0 = [r.prompt.codes[0] for r in chunk]
+        ar_out = ar_generate(
+            ar, texts, prompts0, [r.max_frames for r in chunk], sampling, generator,
+            min_frames=[r.min_frames for r in chunk],
+        )
+        full = nar_generate(nar, texts, [r.prompt.codes for r in chunk], ar_out.codes)
+        for r, codes, hit in zip(chunk, full, ar_out.hit_limit):
+            if hit:
+                logger.warning(
+                    "sentence stopped at its length limit (%d frames, expected ~%.0f): %r",
+                    r.max_frames, r.expected_frames, r.text[:60],
+                )
+            results.append(RowResult(codes=codes, hit_limit=hit, expected_frames=r.expected_frames,
+                                     info={"ar_steps": ar_out.steps}))
+    return results

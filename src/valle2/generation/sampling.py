@@ -1,0 +1,100 @@
+"""Sampling rules, as pure seedable functions over logits ``(B, V)``.
+
+Repetition-aware sampling (VALL-E 2, SPEC.md §3): draw a code with nucleus sampling;
+if that code already fills more than ``threshold`` of the last ``window`` codebook-0
+codes (a loop is starting), draw again from the *full* distribution instead (temperature
+1, no truncation). Greedy-like stability without nucleus sampling's loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    top_p: float = 0.8
+    top_k: int | None = None
+    temperature: float = 1.0
+    ras_window: int = 10  # K in the paper
+    ras_threshold: float = 0.1  # t_r in the paper
+    repetition_aware: bool = True
+
+    def __post_init__(self):
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p is {self.top_p}; must be in (0, 1]")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature is {self.temperature}; must be > 0")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k is {self.top_k}; must be >= 1")
+        if self.ras_window < 1:
+            raise ValueError(f"ras_window is {self.ras_window}; must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def filter_logits(logits: torch.Tensor, *, top_p: float = 1.0, top_k: int | None = None, temperature: float = 1.0) -> torch.Tensor:
+    """Temperature, then top-k, then nucleus: returns logits with the excluded codes at -inf."""
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # Keep the smallest prefix whose mass reaches top_p: drop a code if the mass *before* it already does.
+        drop_sorted = probs.cumsum(-1) - probs >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row from softmax(logits) ``(B, V)`` -> ``(B,)``."""
+    return torch.multinomial(logits.float().softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+def nucleus_sample(logits, *, top_p: float, top_k: int | None = None, temperature: float = 1.0, generator=None):
+    return sample(filter_logits(logits, top_p=top_p, top_k=top_k, temperature=temperature), generator)
+
+
+def repetition_ratio(codes: torch.Tensor, history: torch.Tensor, window: int) -> torch.Tensor:
+    """Share of the last ``window`` history entries equal to ``codes`` -> ``(B,)`` float.
+
+    ``history (B, H)`` holds previous codebook-0 codes, oldest first; entries < 0 are padding.
+    The denominator is ``window`` (as in the paper), so a short history lowers the ratio.
+    """
+    recent = history[:, -window:]
+    return (recent == codes[:, None]).sum(-1).float() / window
+
+
+def repetition_aware_sample(
+    logits: torch.Tensor,
+    history: torch.Tensor,
+    *,
+    top_p: float,
+    window: int = 10,
+    threshold: float = 0.1,
+    generator: torch.Generator | None = None,
+    top_k: int | None = None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Repetition-aware sampling. ``logits (B, V)``, ``history (B, H)`` long -> ``(B,)`` codes."""
+    first = nucleus_sample(logits, top_p=top_p, top_k=top_k, temperature=temperature, generator=generator)
+    repeated = repetition_ratio(first, history, window) > threshold
+    # Draw the fallback for every row so the generator advances the same way whatever happens.
+    fallback = sample(logits, generator)
+    return torch.where(repeated, fallback, first)
+
+
+def sample_codes(logits: torch.Tensor, history: torch.Tensor, config: SamplingConfig, generator=None) -> torch.Tensor:
+    """One code per row by ``config``: RAS, or plain top-k/top-p sampling when RAS is off."""
+    if config.repetition_aware:
+        return repetition_aware_sample(
+            logits, history, top_p=config.top_p, window=config.ras_window, threshold=config.ras_threshold,
+            generator=generator, top_k=config.top_k, temperature=config.temperature,
+        )
+    return nucleus_sample(logits, top_p=config.top_p, top_k=config.top_k, temperature=config.temperature, generator=generator)

@@ -1,0 +1,61 @@
+"""Model configuration: frozen dataclasses and the size presets (debug, small, paper)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+GROUP_SIZES = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    dim: int
+    n_layers: int
+    n_heads: int
+    ffn_dim: int
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_text_tokens: int
+    n_codebooks: int = 8  # K
+    codebook_size: int = 1024  # V
+    group_size: int = 2  # G
+    prefix_lm: bool = True  # text attends bidirectionally within itself in the AR
+    ar: TransformerConfig = field(default_factory=lambda: PRESETS["paper"])
+    nar: TransformerConfig = field(default_factory=lambda: PRESETS["paper"])
+
+    def __post_init__(self):
+        if self.group_size not in GROUP_SIZES:
+            raise ValueError(f"group_size is {self.group_size}; must be one of {GROUP_SIZES}")
+        if self.n_codebooks < 2:
+            raise ValueError(f"n_codebooks is {self.n_codebooks}; the NAR needs at least 2")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["ar"] = TransformerConfig(**d["ar"])
+        d["nar"] = TransformerConfig(**d["nar"])
+        return cls(**d)
+
+    def with_preset(self, name: str) -> "ModelConfig":
+        p = preset(name)
+        return replace(self, ar=p, nar=p)
+
+
+# Paper size "follows VALL-E": 12 layers, 16 heads, D = 1024, FFN 4096, dropout 0.1 (SPEC.md §2).
+PRESETS: dict[str, TransformerConfig] = {
+    "debug": TransformerConfig(dim=64, n_layers=2, n_heads=4, ffn_dim=128, dropout=0.0),
+    "small": TransformerConfig(dim=256, n_layers=6, n_heads=4, ffn_dim=1024, dropout=0.1),
+    "paper": TransformerConfig(dim=1024, n_layers=12, n_heads=16, ffn_dim=4096, dropout=0.1),
+}
+
+
+def preset(name: str) -> TransformerConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model size {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,289 @@
+"""``VallE2``: the AR and NAR models with their text front end and codec, as one object.
+
+Model folder (``save_pretrained`` / ``from_pretrained``), pickle-free::
+
+    config.json        {"format": "valle2-model", "format_version": 1, "model": ModelConfig,
+                        "codec": codec identity, "language", "requires_consent", ...}
+    model.safetensors  AR and NAR weights ("ar.*", "nar.*")
+    symbols.json       the phone symbol table the text ids refer to
+    codec/             codec weights, when the codec is not a hub model
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from valle2.errors import ModelFileError, TextError
+from valle2.generation.pipeline import LengthPolicy, Prompt, Row, RowResult, encode_prompt, generate_rows
+from valle2.generation.sampling import SamplingConfig
+from valle2.models.builders import build_ar, build_nar
+from valle2.models.config import PRESETS, ModelConfig
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "valle2-model"
+FORMAT_VERSION = 1
+BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
+DEFAULT_MODEL = "default"
+
+
+class VallE2(nn.Module):
+    def __init__(self, config: ModelConfig, symbols, codec, *, language: str = "en-us",
+                 requires_consent: bool = True, name: str = "custom", sampling: SamplingConfig | None = None,
+                 length: LengthPolicy | None = None):
+        super().__init__()
+        from valle2.text import TextFrontend
+
+        if config.n_text_tokens != len(symbols):
+            raise ModelFileError(f"model expects {config.n_text_tokens} text symbols but the table has {len(symbols)}")
+        if (config.n_codebooks, config.codebook_size) != (codec.n_codebooks, codec.codebook_size):
+            raise ModelFileError(
+                f"model is for {config.n_codebooks}x{config.codebook_size} codes but the codec gives "
+                f"{codec.n_codebooks}x{codec.codebook_size}"
+            )
+        self.config = config
+        self.symbols = symbols
+        self.codec = codec
+        self.language = language
+        self.requires_consent = requires_consent
+        self.name = name
+        self.sampling = sampling or SamplingConfig()
+        self.length = length or LengthPolicy()
+        self.ar = build_ar(config)
+        self.nar = build_nar(config)
+        self._frontends: dict[str, TextFrontend] = {}
+        self.eval()
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def debug(cls, group_size: int = 2, seed: int = 0, *, n_codebooks: int = 4, codebook_size: int = 64) -> "VallE2":
+        """A tiny *random* model (it speaks noise) for tests and for trying the API on CPU.
+
+        Random weights cannot reproduce anyone's voice, so this model does not ask for
+        consent; its output is still watermarked and audited like any other.
+        """
+        from valle2.codec import EncodecCodec
+        from valle2.text import SymbolTable
+
+        symbols = SymbolTable.default("en-us")
+        codec = EncodecCodec.tiny_random(seed=seed, n_codebooks=n_codebooks, codebook_size=codebook_size)
+        config = ModelConfig(n_text_tokens=len(symbols), n_codebooks=n_codebooks, codebook_size=codebook_size,
+                             group_size=group_size, ar=PRESETS["debug"], nar=PRESETS["debug"])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(config, symbols, codec, requires_consent=False, name="debug")
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, device: str = "cpu") -> "VallE2":
+        """Load ``"debug"``, ``"default"`` (the bundled model) or a folder written by ``save_pretrained``."""
+        name = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
+        if name == "debug":
+            return cls.debug().to(device)
+        folder = Path(name)
+        if not folder.exists() and (BUNDLED_MODELS / name).is_dir():
+            folder = BUNDLED_MODELS / name
+        if name == DEFAULT_MODEL and not folder.is_dir():
+            logger.warning("no trained default model is bundled yet; using the random 'debug' model (it speaks noise)")
+            return cls.debug().to(device)
+        return cls._load(folder).to(device)
+
+    @classmethod
+    def _load(cls, folder: Path) -> "VallE2":
+        from safetensors.torch import load_file
+
+        from valle2.codec import load_codec
+        from valle2.text import SymbolTable
+
+        if not folder.is_dir():
+            raise ModelFileError(f"model {str(folder)!r} not found: give 'debug', 'default' or a folder made by save_pretrained")
+        cfg_path = folder / "config.json"
+        try:
+            meta = json.loads(cfg_path.read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"{folder} has no config.json; it is not a valle2 model folder") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ModelFileError(f"{cfg_path} is not valid JSON ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise ModelFileError(f"{cfg_path} is not a valle2 model (format {meta.get('format')!r})")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelFileError(
+                f"{cfg_path} has format version {version!r}; this valle2 reads version {FORMAT_VERSION} only"
+                + (" (upgrade valle2)" if isinstance(version, int) and version > FORMAT_VERSION else "")
+            )
+        try:
+            config = ModelConfig.from_dict(meta["model"])
+            sampling = SamplingConfig(**meta.get("sampling", {}))
+            length = LengthPolicy(**meta.get("length", {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{cfg_path} has an invalid model config: {e}") from None
+        symbols = SymbolTable.load(folder / "symbols.json")
+        codec_dir = folder / "codec"
+        codec = load_codec(meta["codec"], codec_dir if codec_dir.is_dir() else None)
+        model = cls(config, symbols, codec, language=meta.get("language", "en-us"),
+                    requires_consent=bool(meta.get("requires_consent", True)), name=meta.get("name", folder.name),
+                    sampling=sampling, length=length)
+        weights = folder / "model.safetensors"
+        if not weights.is_file():
+            raise ModelFileError(f"{folder} has no model.safetensors")
+        try:
+            state = load_file(str(weights))
+        except Exception as e:  # safetensors raises its own error types for truncated/corrupt files
+            raise ModelFileError(f"{weights} is corrupt: {e}") from None
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ModelFileError(f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return model.eval()
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write the model folder; files are written to a temporary folder first, then renamed into place."""
+        from safetensors.torch import save_file
+
+        folder = Path(path)
+        tmp = folder.with_name(folder.name + ".tmp-save")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        meta = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name, "model": self.config.to_dict(),
+            "codec": self.codec.identity(), "language": self.language, "requires_consent": self.requires_consent,
+            "sampling": self.sampling.to_dict(), "length": self.length.__dict__,
+        }
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("codec.")}
+        save_file(state, str(tmp / "model.safetensors"))
+        self.symbols.save(tmp / "symbols.json")
+        (tmp / "codec").mkdir()
+        self.codec.save(tmp / "codec")
+        if folder.exists():
+            import shutil
+
+            old = folder.with_name(folder.name + ".tmp-old")
+            if old.exists():
+                shutil.rmtree(old)
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(folder)
+        return folder
+
+    # -- properties ----------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.codec.frame_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def frontend(self, language: str | None = None):
+        from valle2.text import TextFrontend
+
+        language = language or self.language
+        if language not in self._frontends:
+            self._frontends[language] = TextFrontend(self.symbols, language)
+        return self._frontends[language]
+
+    # -- synthesis -----------------------------------------------------------------------
+    def prepare_prompt(self, prompt_audio, prompt_text: str, *, language: str | None = None) -> Prompt:
+        """Load, check and encode a voice prompt once; reuse it for many syntheses."""
+        from valle2.audio import load_prompt
+
+        wav = load_prompt(prompt_audio, self.sample_rate)
+        if not prompt_text or not prompt_text.strip():
+            raise TextError("prompt text is empty: give the transcript of the prompt audio")
+        ids = self.frontend(language).encode(prompt_text)
+        return encode_prompt(self.codec, wav, self.sample_rate, prompt_text, ids, self.config.group_size)
+
+    def make_rows(self, text: str, prompt: Prompt, *, language: str | None = None, candidates: int = 1) -> list[Row]:
+        from valle2.text import split_sentences
+
+        frontend = self.frontend(language)
+        if not text or not text.strip():
+            raise TextError("text is empty")
+        rows = []
+        for sentence in split_sentences(text):
+            ids = frontend.encode(sentence)
+            expected, max_frames, min_frames = self.length.limits(
+                prompt.n_frames, len(prompt.phone_ids), len(ids), self.frame_rate)
+            rows += [Row(prompt, ids, sentence, expected, max_frames, min_frames) for _ in range(candidates)]
+        return rows
+
+    def generate(self, rows: list[Row], *, seed: int | None = None, sampling: SamplingConfig | None = None,
+                 max_batch: int = 16) -> list[RowResult]:
+        """Codes for every row (batched AR + NAR)."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seed if seed is not None else random.randrange(2**63))
+        sep = [self.symbols.id("_")] if "_" in self.symbols else []
+        return generate_rows(self.ar, self.nar, rows, sep_ids=sep, eos_id=self.symbols.id("<eos>"),
+                             sampling=sampling or self.sampling, generator=gen, max_batch=max_batch)
+
+    def sampling_config(self, **overrides) -> SamplingConfig:
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(overrides) - set(SamplingConfig.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
+        return replace(self.sampling, **overrides)
+
+    def synthesize(self, text: str, prompt_audio, prompt_text: str, seed: int | None = None, *,
+                   candidates: int = 1, select=None, language: str | None = None, policy=None,
+                   unsafe_no_consent: bool = False, crossfade_ms: float = 30.0, **sampling) -> tuple[np.ndarray, int]:
+        """Speak ``text`` in the voice of ``prompt_audio`` (a path or ``(array, sample_rate)``).
+
+        Long text is split into sentences, each continued from the same prompt, all in one
+        batched decode, and joined with short crossfades. ``candidates`` > 1 draws N samples
+        per sentence and keeps the best by ``select`` (a scorer or a name such as "sim,wer";
+        default "duration"). Returns mono float32 audio and its sample rate, watermarked.
+        """
+        from valle2.safety.policy import resolve_policy
+
+        policy = resolve_policy(policy)
+        prompt = prompt_audio if isinstance(prompt_audio, Prompt) else self.prepare_prompt(prompt_audio, prompt_text, language=language)
+        auth = policy.authorize(prompt.wav, prompt.sr, unsafe_no_consent=unsafe_no_consent,
+                                model_requires_consent=self.requires_consent)
+        wav = self._render(text, prompt, seed=seed, candidates=candidates, select=select, language=language,
+                           crossfade_ms=crossfade_ms, sampling=self.sampling_config(**sampling))
+        return policy.finalize(wav, self.sample_rate, auth, text), self.sample_rate
+
+    def _render(self, text, prompt, *, seed, candidates, select, language, crossfade_ms, sampling) -> np.ndarray:
+        """Unwatermarked audio for ``text``: rows -> codes -> waveform, best candidate per sentence."""
+        from valle2.audio import crossfade_concat
+
+        if candidates < 1:
+            raise ValueError(f"candidates is {candidates}; must be >= 1")
+        rows = self.make_rows(text, prompt, language=language, candidates=candidates)
+        results = self.generate(rows, seed=seed, sampling=sampling)
+        pieces = []
+        for s in range(0, len(rows), candidates):
+            waves = [self.codec.decode(r.codes) if r.codes.shape[1] else np.zeros(0, np.float32)
+                     for r in results[s : s + candidates]]
+            best = 0
+            if candidates > 1:
+                best = self._select(waves, rows[s], results[s : s + candidates], select, prompt)
+            pieces.append(waves[best])
+        return crossfade_concat(pieces, self.sample_rate, crossfade_ms=crossfade_ms)
+
+    def _select(self, waves, row: Row, results, select, prompt: Prompt) -> int:
+        from valle2.eval.scorers import get_scorer
+
+        scorer = get_scorer(select or "duration") if select is None or isinstance(select, str) else select
+        scores = scorer.score(waves, self.sample_rate, prompt_wav=prompt.wav, prompt_sr=prompt.sr, text=row.text,
+                              expected_seconds=row.expected_frames / self.frame_rate)
+        scores = [s if len(w) else float("-inf") for s, w in zip(scores, waves)]
+        return int(np.argmax(scores))
