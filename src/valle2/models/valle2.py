@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -244,46 +244,75 @@ class VallE2(nn.Module):
     def synthesize(self, text: str, prompt_audio, prompt_text: str, seed: int | None = None, *,
                    candidates: int = 1, select=None, language: str | None = None, policy=None,
                    unsafe_no_consent: bool = False, crossfade_ms: float = 30.0, **sampling) -> tuple[np.ndarray, int]:
-        """Speak ``text`` in the voice of ``prompt_audio`` (a path or ``(array, sample_rate)``).
+        """Speak ``text`` in the voice of ``prompt_audio`` (a path, bytes, ``(array, sample_rate)`` or a Prompt).
 
         Long text is split into sentences, each continued from the same prompt, all in one
         batched decode, and joined with short crossfades. ``candidates`` > 1 draws N samples
-        per sentence and keeps the best by ``select`` (a scorer or a name such as "sim,wer";
-        default "duration"). Returns mono float32 audio and its sample rate, watermarked.
+        per sentence and keeps the best by ``select`` (a scorer object or a name such as
+        "sim,wer"; default "duration"). The consent policy is checked first and the output is
+        watermarked and audited (``valle2.safety.policy``). Returns mono float32 audio and its
+        sample rate.
         """
+        sampling_cfg = self.sampling_config(**sampling)
+        prompt = prompt_audio if isinstance(prompt_audio, Prompt) else self.prepare_prompt(prompt_audio, prompt_text, language=language)
+        job = SynthesisJob(text, prompt, candidates=candidates, select=select, language=language,
+                           unsafe_no_consent=unsafe_no_consent)
+        [wav] = self.synthesize_batch([job], seed=seed, policy=policy, sampling=sampling_cfg, crossfade_ms=crossfade_ms)
+        return wav, self.sample_rate
+
+    def synthesize_batch(self, jobs: list["SynthesisJob"], *, seed: int | None = None, policy=None,
+                         sampling: SamplingConfig | None = None, crossfade_ms: float = 30.0,
+                         max_batch: int = 16) -> list[np.ndarray]:
+        """Several requests in one batched decode (what the server's dynamic batching calls).
+
+        Every job is authorised by the safety policy before any decoding, and every output is
+        watermarked and audited. Returns one waveform per job, at ``sample_rate``.
+        """
+        from valle2.audio import crossfade_concat
         from valle2.safety.policy import resolve_policy
 
+        for j in jobs:
+            if j.candidates < 1:
+                raise ValueError(f"candidates is {j.candidates}; must be >= 1")
         policy = resolve_policy(policy)
-        prompt = prompt_audio if isinstance(prompt_audio, Prompt) else self.prepare_prompt(prompt_audio, prompt_text, language=language)
-        auth = policy.authorize(prompt.wav, prompt.sr, unsafe_no_consent=unsafe_no_consent,
-                                model_requires_consent=self.requires_consent)
-        wav = self._render(text, prompt, seed=seed, candidates=candidates, select=select, language=language,
-                           crossfade_ms=crossfade_ms, sampling=self.sampling_config(**sampling))
-        return policy.finalize(wav, self.sample_rate, auth, text), self.sample_rate
+        auths = [policy.authorize(j.prompt.wav, j.prompt.sr, unsafe_no_consent=j.unsafe_no_consent,
+                                  model_requires_consent=self.requires_consent) for j in jobs]
+        job_rows = [j.rows if j.rows is not None else self.make_rows(j.text, j.prompt, language=j.language, candidates=j.candidates)
+                    for j in jobs]
+        flat = [r for rows in job_rows for r in rows]
+        results = self.generate(flat, seed=seed, sampling=sampling, max_batch=max_batch)
+        outputs, at = [], 0
+        for job, rows, auth in zip(jobs, job_rows, auths):
+            res = results[at : at + len(rows)]
+            at += len(rows)
+            pieces = []
+            for s in range(0, len(rows), job.candidates):
+                waves = [self.codec.decode(r.codes) if r.codes.shape[1] else np.zeros(0, np.float32)
+                         for r in res[s : s + job.candidates]]
+                best = self._select(waves, rows[s], job.select, job.prompt) if job.candidates > 1 else 0
+                pieces.append(waves[best])
+            wav = crossfade_concat(pieces, self.sample_rate, crossfade_ms=crossfade_ms)
+            outputs.append(policy.finalize(wav, self.sample_rate, auth, job.text))
+        return outputs
 
-    def _render(self, text, prompt, *, seed, candidates, select, language, crossfade_ms, sampling) -> np.ndarray:
-        """Unwatermarked audio for ``text``: rows -> codes -> waveform, best candidate per sentence."""
-        from valle2.audio import crossfade_concat
-
-        if candidates < 1:
-            raise ValueError(f"candidates is {candidates}; must be >= 1")
-        rows = self.make_rows(text, prompt, language=language, candidates=candidates)
-        results = self.generate(rows, seed=seed, sampling=sampling)
-        pieces = []
-        for s in range(0, len(rows), candidates):
-            waves = [self.codec.decode(r.codes) if r.codes.shape[1] else np.zeros(0, np.float32)
-                     for r in results[s : s + candidates]]
-            best = 0
-            if candidates > 1:
-                best = self._select(waves, rows[s], results[s : s + candidates], select, prompt)
-            pieces.append(waves[best])
-        return crossfade_concat(pieces, self.sample_rate, crossfade_ms=crossfade_ms)
-
-    def _select(self, waves, row: Row, results, select, prompt: Prompt) -> int:
+    def _select(self, waves, row: Row, select, prompt: Prompt) -> int:
         from valle2.eval.scorers import get_scorer
 
         scorer = get_scorer(select or "duration") if select is None or isinstance(select, str) else select
         scores = scorer.score(waves, self.sample_rate, prompt_wav=prompt.wav, prompt_sr=prompt.sr, text=row.text,
-                              expected_seconds=row.expected_frames / self.frame_rate)
+                              prompt_text=prompt.text)
         scores = [s if len(w) else float("-inf") for s, w in zip(scores, waves)]
         return int(np.argmax(scores))
+
+
+@dataclass
+class SynthesisJob:
+    """One request for ``VallE2.synthesize_batch``: a text in the voice of an encoded prompt."""
+
+    text: str
+    prompt: Prompt
+    candidates: int = 1
+    select: object = None  # scorer or scorer name for candidates > 1
+    language: str | None = None
+    unsafe_no_consent: bool = False
+    rows: list[Row] | None = None  # pre-built with VallE2.make_rows (validates the text early)
