@@ -6,6 +6,14 @@ import numpy as np
 import pytest
 
 
+def pytest_configure(config):
+    # One intra-op thread: the test models are tiny, and on a shared 2-core machine OpenMP
+    # threads waiting on each other made small ops (a softmax over 65 codes) take milliseconds.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Keep consent stores, keys and audit logs of every test out of the user's home."""

@@ -1,6 +1,7 @@
 """`valle2 synthesize` end to end with the debug model, and a clear one-line error per bad input."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -111,10 +112,11 @@ def test_existing_output_survives_a_failed_run(capsys, tmp_path, prompt_wav):
 
 def test_cli_as_a_process_exit_codes(prompt_wav, tmp_path):
     """The installed entry point: exit 0 on success, non-zero and one line on bad input."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ok = subprocess.run([sys.executable, "-m", "valle2", *BASE, "--text", "Hi.", "--prompt", str(prompt_wav),
-                         "--out", str(tmp_path / "a.wav")], capture_output=True, text=True)
+                         "--out", str(tmp_path / "a.wav")], capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     bad = subprocess.run([sys.executable, "-m", "valle2", *BASE, "--text", "Hi.", "--prompt", str(tmp_path / "x.wav"),
-                          "--out", str(tmp_path / "b.wav")], capture_output=True, text=True)
+                          "--out", str(tmp_path / "b.wav")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("valle2 synthesize: error:")

@@ -217,6 +217,8 @@ class VallE2(nn.Module):
         frontend = self.frontend(language)
         if not text or not text.strip():
             raise TextError("text is empty")
+        if len(text) > frontend.max_chars:
+            raise TextError(f"text is {len(text)} characters; the limit is {frontend.max_chars}")
         rows = []
         for sentence in split_sentences(text):
             ids = frontend.encode(sentence)
@@ -243,7 +245,8 @@ class VallE2(nn.Module):
 
     def synthesize(self, text: str, prompt_audio, prompt_text: str, seed: int | None = None, *,
                    candidates: int = 1, select=None, language: str | None = None, policy=None,
-                   unsafe_no_consent: bool = False, crossfade_ms: float = 30.0, **sampling) -> tuple[np.ndarray, int]:
+                   unsafe_no_consent: bool = False, crossfade_ms: float = 30.0, speed: float = 1.0,
+                   **sampling) -> tuple[np.ndarray, int]:
         """Speak ``text`` in the voice of ``prompt_audio`` (a path, bytes, ``(array, sample_rate)`` or a Prompt).
 
         Long text is split into sentences, each continued from the same prompt, all in one
@@ -256,7 +259,7 @@ class VallE2(nn.Module):
         sampling_cfg = self.sampling_config(**sampling)
         prompt = prompt_audio if isinstance(prompt_audio, Prompt) else self.prepare_prompt(prompt_audio, prompt_text, language=language)
         job = SynthesisJob(text, prompt, candidates=candidates, select=select, language=language,
-                           unsafe_no_consent=unsafe_no_consent)
+                           unsafe_no_consent=unsafe_no_consent, speed=speed)
         [wav] = self.synthesize_batch([job], seed=seed, policy=policy, sampling=sampling_cfg, crossfade_ms=crossfade_ms)
         return wav, self.sample_rate
 
@@ -268,12 +271,14 @@ class VallE2(nn.Module):
         Every job is authorised by the safety policy before any decoding, and every output is
         watermarked and audited. Returns one waveform per job, at ``sample_rate``.
         """
-        from valle2.audio import crossfade_concat
+        from valle2.audio import crossfade_concat, time_stretch
         from valle2.safety.policy import resolve_policy
 
         for j in jobs:
             if j.candidates < 1:
                 raise ValueError(f"candidates is {j.candidates}; must be >= 1")
+            if not 0.25 <= j.speed <= 4.0:
+                raise ValueError(f"speed is {j.speed}; must be in 0.25-4.0")
         policy = resolve_policy(policy)
         auths = [policy.authorize(j.prompt.wav, j.prompt.sr, unsafe_no_consent=j.unsafe_no_consent,
                                   model_requires_consent=self.requires_consent) for j in jobs]
@@ -287,13 +292,26 @@ class VallE2(nn.Module):
             at += len(rows)
             pieces = []
             for s in range(0, len(rows), job.candidates):
-                waves = [self.codec.decode(r.codes) if r.codes.shape[1] else np.zeros(0, np.float32)
-                         for r in res[s : s + job.candidates]]
+                waves = self._decode([r.codes for r in res[s : s + job.candidates]])
                 best = self._select(waves, rows[s], job.select, job.prompt) if job.candidates > 1 else 0
                 pieces.append(waves[best])
             wav = crossfade_concat(pieces, self.sample_rate, crossfade_ms=crossfade_ms)
+            # Tempo changes before the watermark: stretching afterwards would erase it.
+            wav = time_stretch(wav, self.sample_rate, job.speed)
             outputs.append(policy.finalize(wav, self.sample_rate, auth, job.text))
         return outputs
+
+    def _decode(self, codes: list[torch.Tensor]) -> list[np.ndarray]:
+        """Codes -> waveforms, batched when the codec can; empty codes give empty audio."""
+        waves: list[np.ndarray] = [np.zeros(0, np.float32)] * len(codes)
+        todo = [i for i, c in enumerate(codes) if c.shape[1]]
+        if hasattr(self.codec, "decode_batch"):
+            decoded = self.codec.decode_batch([codes[i] for i in todo])
+        else:
+            decoded = [self.codec.decode(codes[i]) for i in todo]
+        for i, w in zip(todo, decoded):
+            waves[i] = w
+        return waves
 
     def _select(self, waves, row: Row, select, prompt: Prompt) -> int:
         from valle2.eval.scorers import get_scorer
@@ -315,4 +333,5 @@ class SynthesisJob:
     select: object = None  # scorer or scorer name for candidates > 1
     language: str | None = None
     unsafe_no_consent: bool = False
-    rows: list[Row] | None = None  # pre-built with VallE2.make_rows (validates the text early)
+    rows: list[Row] | None = None
+    speed: float = 1.0  # tempo (0.25-4.0), applied without changing pitch  # pre-built with VallE2.make_rows (validates the text early)
