@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+
+from valle2_testlib import voiced_audio
 
 
 def pytest_configure(config):
@@ -20,17 +21,6 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("valle2-home")
     monkeypatch.setenv("VALLE2_HOME", str(home))
     return home
-
-
-def voiced_audio(seconds: float = 2.5, sr: int = 16000, f0: float = 140.0, seed: int = 0) -> np.ndarray:
-    """A speech-like buzz: harmonics of a wobbling f0 with a syllable-rate envelope, plus a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    f = f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
-    phase = 2 * np.pi * np.cumsum(f) / sr
-    wav = sum(np.sin(k * phase) / k for k in range(1, 12))
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
-    return (0.2 * wav * env + 0.005 * rng.standard_normal(len(t))).astype(np.float32)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import voiced_audio
+from valle2_testlib import voiced_audio
 from valle2.cli import main
 
 BASE = ["synthesize", "--model", "debug", "--prompt-text", "This is my voice.", "--seed", "0"]

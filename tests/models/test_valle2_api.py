@@ -28,7 +28,7 @@ def test_same_seed_same_output_and_other_seed_differs(debug_model, prompt_wav):
 
 
 def test_prompt_as_array_tuple(debug_model):
-    from conftest import voiced_audio
+    from valle2_testlib import voiced_audio
 
     wav, sr = debug_model.synthesize("Hi.", (voiced_audio(sr=44100, seconds=2.0), 44100), PROMPT_TEXT, seed=0)
     assert len(wav) > 0
