@@ -1,0 +1,375 @@
+"""Training recipe of the valle2-mel codec: features -> residual k-means -> vocoder -> export.
+
+Each step is a pure-ish function plus a sub-command of ``python -m valle2.codec.mel_train``;
+all state lives in one work folder, so every step can be re-run or resumed::
+
+    python -m valle2.codec.mel_train features --corpus /work/data/corpus --split train --work W
+    python -m valle2.codec.mel_train kmeans   --work W --codebooks 8 --size 256
+    python -m valle2.codec.mel_train vocoder  --work W --minutes 60      # resumable
+    python -m valle2.codec.mel_train export   --work W --out src/valle2/assets/codec/valle2-mel-v1
+
+Work folder: ``features_<split>.npz`` (log-mels [n_mels, ΣT] float16, audio int16, offsets),
+``kmeans.safetensors`` (codebooks [K, V, n_mels]), ``vocoder_ckpt.pt`` (tensors only:
+model, optimiser, step, RNG; read with ``weights_only=True``), ``train.log``.
+
+The vocoder is trained on *quantised* mels (all K stages) against the original audio with
+a multi-resolution STFT loss (spectral convergence + log-magnitude L1) and a log-mel L1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from valle2.codec.mel import LogMel, MelCodec, MelCodecConfig, build_vocoder, rvq_decode, rvq_encode
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------
+# Features
+
+
+def read_manifest_paths(corpus: Path, split: str) -> list[tuple[str, str, Path]]:
+    """(recording id, speaker, wav path) of a corpus split written by ``valle2 corpus synth``."""
+    from lhotse import load_manifest
+
+    recs = load_manifest(corpus / f"synth_recordings_{split}.jsonl.gz")
+    sups = load_manifest(corpus / f"synth_supervisions_{split}.jsonl.gz")
+    speaker = {s.recording_id: s.speaker for s in sups}
+    return [(r.id, speaker[r.id], Path(r.sources[0].source)) for r in recs]
+
+
+def compute_features(items: list[tuple[str, str, Path]], cfg: MelCodecConfig) -> dict[str, np.ndarray]:
+    """Log-mels and audio of every item, concatenated (frame-aligned: audio = frames * hop)."""
+    import soundfile as sf
+
+    frontend = LogMel(cfg)
+    mels, audio, offsets, speakers, ids = [], [], [0], [], []
+    hop = cfg.hop_length
+    for i, (rid, spk, path) in enumerate(items):
+        wav, sr = sf.read(str(path), dtype="float32")
+        if sr != cfg.sample_rate:
+            raise ValueError(f"{path} is {sr} Hz; expected {cfg.sample_rate}")
+        n = math.ceil(len(wav) / hop) * hop
+        wav = np.pad(wav, (0, n - len(wav)))
+        with torch.inference_mode():
+            mel = frontend(torch.from_numpy(wav)[None])[0]  # (n_mels, T)
+        mels.append(mel.numpy().astype(np.float16))
+        audio.append(np.clip(wav * 32767.0, -32768, 32767).astype(np.int16))
+        offsets.append(offsets[-1] + mel.shape[1])
+        speakers.append(spk)
+        ids.append(rid)
+        if (i + 1) % 500 == 0:
+            log.info("features: %d/%d", i + 1, len(items))
+    return {
+        "mels": np.concatenate(mels, axis=1),
+        "audio": np.concatenate(audio),
+        "offsets": np.asarray(offsets, dtype=np.int64),
+        "speakers": np.asarray(speakers),
+        "ids": np.asarray(ids),
+    }
+
+
+def load_features(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+# ---------------------------------------------------------------------------------------
+# Residual k-means
+
+
+def kmeans(x: torch.Tensor, k: int, n_iter: int, generator: torch.Generator, chunk: int = 65536) -> torch.Tensor:
+    """Lloyd's k-means on [N, D] -> centroids [k, D]; empty clusters are re-seeded at random points."""
+    n = x.shape[0]
+    centroids = x[torch.randperm(n, generator=generator)[:k]].clone()
+    for _ in range(n_iter):
+        sums = torch.zeros_like(centroids)
+        counts = torch.zeros(k)
+        for start in range(0, n, chunk):
+            xb = x[start : start + chunk]
+            dist = (centroids * centroids).sum(-1)[None] - 2.0 * xb @ centroids.T
+            idx = dist.argmin(-1)
+            sums.index_add_(0, idx, xb)
+            counts += torch.bincount(idx, minlength=k).float()
+        empty = counts == 0
+        centroids = sums / counts.clamp(min=1)[:, None]
+        if empty.any():
+            centroids[empty] = x[torch.randint(0, n, (int(empty.sum()),), generator=generator)]
+    return centroids
+
+
+def fit_residual_kmeans(
+    frames: torch.Tensor, n_codebooks: int, codebook_size: int, n_iter: int = 20, seed: int = 0
+) -> torch.Tensor:
+    """Frames [N, D] -> codebooks [K, V, D]: stage k is k-means on the residual after stages < k."""
+    generator = torch.Generator().manual_seed(seed)
+    residual = frames.float().clone()
+    books = []
+    for k in range(n_codebooks):
+        cb = kmeans(residual, codebook_size, n_iter, generator)
+        books.append(cb)
+        residual = residual - cb[rvq_encode(residual, cb[None])[0]]
+        log.info("stage %d: residual RMS %.4f", k, residual.pow(2).mean().sqrt().item())
+    return torch.stack(books)
+
+
+def rvq_distortion(mels: np.ndarray, codebooks: torch.Tensor) -> list[float]:
+    """Log-mel RMS error after 1..K stages on frames [D, N] (how much each stage buys)."""
+    x = torch.from_numpy(mels.astype(np.float32)).T
+    codes = rvq_encode(x, codebooks)
+    return [(rvq_decode(codes[: k + 1], codebooks) - x).pow(2).mean().sqrt().item() for k in range(len(codebooks))]
+
+
+def quantize_mels(mels: np.ndarray, codebooks: torch.Tensor, chunk: int = 100_000) -> np.ndarray:
+    """Log-mels [D, N] -> their RVQ reconstruction [D, N] (float16)."""
+    out = np.empty(mels.shape, dtype=np.float16)
+    for start in range(0, mels.shape[1], chunk):
+        x = torch.from_numpy(mels[:, start : start + chunk].astype(np.float32)).T
+        out[:, start : start + chunk] = rvq_decode(rvq_encode(x, codebooks), codebooks).T.numpy()
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Vocoder losses
+
+
+class MultiResolutionSTFTLoss(torch.nn.Module):
+    def __init__(self, resolutions=((512, 128), (1024, 256), (2048, 512))):
+        super().__init__()
+        self.resolutions = resolutions
+        for n_fft, _ in resolutions:
+            self.register_buffer(f"win{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = pred.new_zeros(())
+        for n_fft, hop in self.resolutions:
+            win = getattr(self, f"win{n_fft}")
+            p = torch.stft(pred, n_fft, hop, window=win, return_complex=True).abs().clamp(min=1e-7)
+            t = torch.stft(target, n_fft, hop, window=win, return_complex=True).abs().clamp(min=1e-7)
+            sc = torch.linalg.norm(t - p, dim=(1, 2)) / torch.linalg.norm(t, dim=(1, 2)).clamp(min=1e-7)
+            total = total + sc.mean() + F.l1_loss(p.log(), t.log())
+        return total / len(self.resolutions)
+
+
+# ---------------------------------------------------------------------------------------
+# Vocoder training (resumable)
+
+
+def _batch(feats, qmels, rng: np.random.Generator, batch: int, frames: int, hop: int):
+    offsets = feats["offsets"]
+    lengths = np.diff(offsets)
+    ok = np.nonzero(lengths > frames)[0]
+    utt = rng.choice(ok, size=batch)
+    mel_b, wav_b = [], []
+    for u in utt:
+        start = offsets[u] + rng.integers(0, lengths[u] - frames)
+        mel_b.append(qmels[:, start : start + frames].astype(np.float32))
+        wav_b.append(feats["audio"][start * hop : (start + frames) * hop].astype(np.float32) / 32767.0)
+    return torch.from_numpy(np.stack(mel_b)), torch.from_numpy(np.stack(wav_b))
+
+
+def _save_ckpt(path: Path, vocoder, opt, step: int, rng: np.random.Generator) -> None:
+    state = {
+        "step": torch.tensor(step),
+        "model": vocoder.state_dict(),
+        "opt": opt.state_dict(),
+        "rng": torch.from_numpy(np.frombuffer(json.dumps(rng.bit_generator.state).encode(), dtype=np.uint8).copy()),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_vocoder(
+    work: Path,
+    cfg: MelCodecConfig,
+    split: str = "train",
+    minutes: float = 60.0,
+    total_steps: int = 20000,
+    batch: int = 16,
+    frames: int = 48,
+    lr: float = 1e-3,
+    ckpt_every_s: float = 180.0,
+    seed: int = 0,
+) -> int:
+    """Train (or resume) the vocoder for ``minutes`` of wall time; returns the last step."""
+    feats = load_features(work / f"features_{split}.npz")
+    codebooks = _load_codebooks(work)
+    qpath = work / f"qmels_{split}.npy"
+    if not qpath.exists():
+        log.info("quantising %d frames", feats["mels"].shape[1])
+        np.save(qpath, quantize_mels(feats["mels"], codebooks))
+    qmels = np.load(qpath, mmap_mode="r")
+
+    torch.manual_seed(seed)
+    vocoder = build_vocoder(cfg)
+    opt = torch.optim.AdamW(vocoder.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    step = 0
+    ckpt = work / "vocoder_ckpt.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        vocoder.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = int(state["step"])
+        rng.bit_generator.state = json.loads(bytes(state["rng"].numpy()).decode())
+        log.info("resumed at step %d", step)
+    n_params = sum(p.numel() for p in vocoder.parameters())
+    log.info("vocoder: %.2f M parameters", n_params / 1e6)
+
+    stft_loss = MultiResolutionSTFTLoss()
+    frontend = LogMel(cfg)
+    # Cosine decay to 10 % over total_steps after a short warm-up.
+    def lr_at(s: int) -> float:
+        warm = 300
+        if s < warm:
+            return lr * (s + 1) / warm
+        p = min(1.0, (s - warm) / max(1, total_steps - warm))
+        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+    vocoder.train()
+    t_end = time.monotonic() + minutes * 60
+    last_ckpt = time.monotonic()
+    running: dict[str, float] = {}
+    while time.monotonic() < t_end and step < total_steps:
+        mel, wav = _batch(feats, qmels, rng, batch, frames, cfg.hop_length)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        pred = vocoder(mel)
+        l_stft = stft_loss(pred, wav)
+        l_mel = F.l1_loss(frontend(pred), frontend(wav))
+        loss = l_stft + l_mel
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vocoder.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for name, value in (("loss", loss.item()), ("stft", l_stft.item()), ("mel", l_mel.item())):
+            running[name] = running.get(name, 0.0) + value
+        if step % 50 == 0:
+            log.info("step %d lr %.2e %s", step, lr_at(step),
+                     " ".join(f"{k} {v / 50:.4f}" for k, v in running.items()))
+            running = {}
+        if time.monotonic() - last_ckpt > ckpt_every_s:
+            _save_ckpt(ckpt, vocoder, opt, step, rng)
+            last_ckpt = time.monotonic()
+    _save_ckpt(ckpt, vocoder, opt, step, rng)
+    log.info("saved step %d to %s", step, ckpt)
+    return step
+
+
+# ---------------------------------------------------------------------------------------
+# Export
+
+
+def _load_codebooks(work: Path) -> torch.Tensor:
+    from safetensors.torch import load_file
+
+    return load_file(str(work / "kmeans.safetensors"))["codebooks"]
+
+
+def build_codec(work: Path, cfg: MelCodecConfig, with_vocoder: bool = True) -> MelCodec:
+    """The codec from the work folder's codebooks (+ the vocoder checkpoint if asked and present)."""
+    codebooks = _load_codebooks(work)
+    cfg = replace(cfg, n_codebooks=codebooks.shape[0], codebook_size=codebooks.shape[1])
+    ckpt = work / "vocoder_ckpt.pt"
+    if not with_vocoder or not ckpt.exists():
+        return MelCodec(replace(cfg, vocoder_dim=None), codebooks, None)
+    vocoder = build_vocoder(cfg)
+    state = torch.load(ckpt, weights_only=True)
+    vocoder.load_state_dict(state["model"])
+    extra = dict(cfg.extra, vocoder_step=int(state["step"]))
+    return MelCodec(replace(cfg, extra=extra), codebooks, vocoder)
+
+
+def _config_from_work(work: Path) -> MelCodecConfig:
+    path = work / "codec_config.json"
+    if path.exists():
+        return MelCodecConfig(**json.loads(path.read_text()))
+    return MelCodecConfig()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m valle2.codec.mel_train", description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("features")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument("--work", type=Path, required=True)
+    p = sub.add_parser("kmeans")
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument("--codebooks", type=int, default=8)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--max-frames", type=int, default=200_000)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-split", default="held-out", help="report distortion on this split's features if present")
+    p = sub.add_parser("vocoder")
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--total-steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p = sub.add_parser("export")
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--name", default="valle2-mel-v1")
+    p.add_argument("--no-vocoder", action="store_true", help="export a Griffin-Lim-decoding codec")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    cfg = _config_from_work(args.work)
+    cfg_path = args.work / "codec_config.json"
+    if not cfg_path.exists():
+        cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
+
+    if args.cmd == "features":
+        feats = compute_features(read_manifest_paths(args.corpus, args.split), cfg)
+        np.savez(args.work / f"features_{args.split}.npz", **feats)
+        log.info("features: %d frames (%.2f h)", feats["mels"].shape[1], feats["mels"].shape[1] / cfg.frame_rate / 3600)
+    elif args.cmd == "kmeans":
+        from safetensors.torch import save_file
+
+        mels = load_features(args.work / f"features_{args.split}.npz")["mels"]
+        rng = np.random.default_rng(args.seed)
+        idx = np.sort(rng.choice(mels.shape[1], size=min(args.max_frames, mels.shape[1]), replace=False))
+        frames = torch.from_numpy(mels[:, idx].astype(np.float32)).T
+        t0 = time.monotonic()
+        books = fit_residual_kmeans(frames, args.codebooks, args.size, args.iters, args.seed)
+        log.info("k-means %dx%d on %d frames in %.1f s", args.codebooks, args.size, len(frames), time.monotonic() - t0)
+        save_file({"codebooks": books.contiguous()}, str(args.work / "kmeans.safetensors"))
+        eval_path = args.work / f"features_{args.eval_split}.npz"
+        if eval_path.exists():
+            rms = rvq_distortion(load_features(eval_path)["mels"], books)
+            log.info("%s log-mel RMS error after 1..%d stages: %s", args.eval_split, len(rms),
+                     " ".join(f"{r:.4f}" for r in rms))
+        cfg = replace(cfg, n_codebooks=args.codebooks, codebook_size=args.size)
+        cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
+    elif args.cmd == "vocoder":
+        train_vocoder(args.work, cfg, args.split, args.minutes, args.total_steps, args.batch, args.frames, args.lr)
+    elif args.cmd == "export":
+        codec = build_codec(args.work, replace(cfg, name=args.name), with_vocoder=not args.no_vocoder)
+        codec.save(args.out)
+        log.info("exported %s to %s", codec.identity(), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

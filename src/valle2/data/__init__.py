@@ -1,0 +1,1 @@
+"""Data: corpus building (sentences, voices, synthesis) and Lhotse recipes (pure functions)."""

@@ -1,0 +1,113 @@
+"""Inventory of the offline synthetic voices used to build corpora.
+
+A voice is ``engine:name``: ``espeak:en-us+adam`` (espeak-ng voice ``en-us`` with variant
+``adam``), ``flite:slt``, ``festival:cmu_us_slt_arctic_hts``. Three disjoint lists:
+
+- ``TRAIN``: voices allowed in training corpora.
+- ``HELD_OUT``: our own held-out voices (never trained on; used by codec and TTS benchmarks).
+- ``RESERVED``: flite ``rms`` and festival ``ked_diphone``, kept for *independent*
+  evaluation. Nothing in valle2 may put them in a corpus (see :func:`assert_not_reserved`).
+
+The espeak variants were chosen greedily so that every pair of chosen voices has a
+speaker-similarity (resemblyzer cosine, two sentences each, en-us base) below 0.85: many of
+espeak's 97 variants are near-duplicates (``+fast``, ``+klatt``... sound like others).
+A few training variants are read with a British or Caribbean accent to vary pronunciation;
+that does not change the timbre, which the variant sets. festival ``kal_diphone`` is the
+same speaker as flite ``kal16`` (cosine ~0.89) and is kept as a second rendering of him.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENGINES = ("espeak", "flite", "festival")
+
+
+@dataclass(frozen=True)
+class Voice:
+    engine: str  # "espeak" | "flite" | "festival"
+    name: str  # engine-specific voice name, e.g. "en-us+adam", "slt", "kal_diphone"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; expected one of {ENGINES}")
+        if not self.name or any(c.isspace() for c in self.name):
+            raise ValueError(f"bad voice name {self.name!r}")
+
+    @property
+    def id(self) -> str:
+        """The speaker name used in manifests: ``engine:name``."""
+        return f"{self.engine}:{self.name}"
+
+    @property
+    def slug(self) -> str:
+        """A file-system-safe form of :attr:`id`."""
+        return self.id.replace(":", "_").replace("+", "_")
+
+    @classmethod
+    def parse(cls, voice_id: str) -> "Voice":
+        engine, sep, name = voice_id.partition(":")
+        if not sep:
+            raise ValueError(f"voice id {voice_id!r} is not of the form engine:name")
+        return cls(engine, name)
+
+
+def _espeak(variant: str, accent: str = "en-us") -> Voice:
+    return Voice("espeak", f"{accent}+{variant}")
+
+
+# Accents cycled over every third espeak training voice.
+_ACCENTS = ("en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan")
+
+_TRAIN_VARIANTS = (
+    "Alex", "Alicia", "Andy", "Annie", "AnxiousAndy", "Demonic", "Denis", "Gene", "Jacky",
+    "Lee", "Marco", "Mario", "Nguyen", "RicishayMax2", "Storm", "UniRobot", "adam", "anika",
+    "announcer", "antonio", "aunty", "belinda", "david", "edward", "f1", "grandma", "iven",
+    "kaukovalta", "marcelo", "norbert", "pablo", "paul", "pedro", "robosoft", "robosoft5",
+    "robosoft6", "robosoft8", "sandro", "steph", "travis", "whisper", "whisperf", "zac",
+)
+_HELD_OUT_VARIANTS = ("Andrea", "boris", "shelby", "quincy")
+
+TRAIN: tuple[Voice, ...] = (
+    Voice("flite", "kal16"),
+    Voice("flite", "slt"),
+    Voice("festival", "kal_diphone"),
+    Voice("festival", "cmu_us_slt_arctic_hts"),
+) + tuple(
+    _espeak(v, _ACCENTS[(i // 3) % len(_ACCENTS)] if i % 3 == 2 else "en-us")
+    for i, v in enumerate(_TRAIN_VARIANTS)
+)
+
+HELD_OUT: tuple[Voice, ...] = (Voice("flite", "awb"),) + tuple(_espeak(v) for v in _HELD_OUT_VARIANTS)
+
+RESERVED: tuple[Voice, ...] = (Voice("flite", "rms"), Voice("festival", "ked_diphone"))
+
+
+def is_reserved(voice: Voice) -> bool:
+    return voice in RESERVED
+
+
+def assert_not_reserved(voice: Voice) -> None:
+    """Refuse a reserved evaluation voice (raises :class:`ValueError`)."""
+    if is_reserved(voice):
+        raise ValueError(
+            f"voice {voice.id!r} is reserved for independent evaluation and must never be "
+            "used in training data"
+        )
+
+
+def select(which: str) -> list[Voice]:
+    """``train`` | ``held-out`` | ``all`` (train + held-out; never the reserved voices)."""
+    if which == "train":
+        return list(TRAIN)
+    if which == "held-out":
+        return list(HELD_OUT)
+    if which == "all":
+        return list(TRAIN) + list(HELD_OUT)
+    raise ValueError(f"unknown voice set {which!r}; expected train, held-out or all")
+
+
+# Import-time invariants: the lists are disjoint and no reserved voice sneaks in.
+assert not set(TRAIN) & set(RESERVED), "a reserved voice is in TRAIN"
+assert not set(HELD_OUT) & set(RESERVED), "a reserved voice is in HELD_OUT"
+assert not set(TRAIN) & set(HELD_OUT), "TRAIN and HELD_OUT overlap"

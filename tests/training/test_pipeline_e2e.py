@@ -1,0 +1,96 @@
+"""prepare -> tokenize -> train -> save -> synthesize, through the command line, on a generated corpus.
+
+The corpus holds a file that is not audio and an utterance with an empty transcript: both are
+skipped with a logged reason, and training runs on the rest.
+"""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from valle2.cli import main
+from trainkit import make_corpus, one_thread  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    make_corpus(root / "corpus", n=8, corrupt=True, empty=True)
+    make_corpus(root / "valid", n=3, seed=2)
+    assert main(["prepare", "folder", str(root / "corpus"), "--out", str(root / "manifests"), "--name", "train"]) == 0
+    assert main(["prepare", "folder", str(root / "valid"), "--out", str(root / "manifests"), "--name", "valid"]) == 0
+    for split in ("train", "valid"):
+        assert main(["tokenize", "--config", "debug", "--cuts", str(root / "manifests" / f"{split}_cuts.jsonl.gz"),
+                     "--out", str(root / "tokens" / split), "--shard-size", "4"]) == 0
+    assert main(["train", "--config", "debug", f"data.train=[{root / 'tokens' / 'train'}]",
+                 f"data.valid=[{root / 'tokens' / 'valid'}]", f"train.out_dir={root / 'run'}", "train.steps=4",
+                 "train.log_every=2", "train.valid_every=2", "train.checkpoint_every=2", "train.sample_every=4",
+                 "train.n_samples=1", "export.requires_consent=false", "export.name=e2e"]) == 0
+    return root
+
+
+def test_bad_inputs_are_skipped_with_a_reason(trained):
+    prepare_skips = [json.loads(s) for s in (trained / "manifests" / "train_skipped.jsonl").read_text().splitlines()]
+    assert [(s["reason"], s["id"].endswith("broken.wav")) for s in prepare_skips] == [("unreadable audio", True)]
+    token_skips = [json.loads(s) for s in (trained / "tokens" / "train" / "skipped.jsonl").read_text().splitlines()]
+    assert [(s["id"], s["reason"]) for s in token_skips] == [("spk1/silent_text", "empty transcript")]
+    index = json.loads((trained / "tokens" / "train" / "index.json").read_text())
+    assert (index["n_cuts"], index["n_skipped"], index["n_shards"]) == (8, 1, 3)
+    assert index["skipped_by_reason"] == {"empty transcript": 1}
+
+
+def test_training_logged_and_checkpointed(trained):
+    run = trained / "run"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train_rows] == [2, 4]
+    assert {"loss", "ar_loss", "ar_acc", "nar_loss", "nar_acc", "lr", "frames_per_s", "grad_norm"} <= set(train_rows[0])
+    valid = [r for r in rows if r["split"] == "valid"]
+    assert {"ar_loss", "nar_loss", "acc/cb0", "acc/cb1", "acc/cb2", "acc/cb3"} <= set(valid[-1])
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-00000004"
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    sample = run / "samples" / "step-00000004" / "0-sample.wav"
+    assert sf.info(str(sample)).frames > 0
+
+
+def test_exported_model_loads_and_speaks(trained):
+    from valle2.models.valle2 import VallE2
+
+    model = VallE2.from_pretrained(trained / "run" / "model")
+    assert model.name == "e2e" and model.config.n_codebooks == 4
+    wav, sr = sf.read(trained / "corpus" / "spk0" / "utt000.wav", dtype="float32")
+    prompt = model.prepare_prompt((wav, sr), "The cat sat on the mat.")
+    rows = model.make_rows("Birds sing in the morning.", prompt)
+    [result] = model.generate(rows, seed=0)
+    audio = model.codec.decode(result.codes)
+    assert result.codes.shape[0] == 4 and np.isfinite(audio).all()
+
+
+def test_synthesize_command_uses_the_trained_model(trained, caplog):
+    pytest.importorskip("valle2.safety.policy", reason="the safety policy is not in this tree yet")
+    out = trained / "out.wav"
+    caplog.set_level(logging.INFO)
+    assert main(["synthesize", "--model", str(trained / "run" / "model"), "--prompt",
+                 str(trained / "corpus" / "spk0" / "utt000.wav"), "--prompt-text", "The cat sat on the mat.",
+                 "--text", "Birds sing in the morning.", "--out", str(out), "--seed", "0"]) == 0
+    assert sf.info(str(out)).frames > 0
+
+
+def test_train_the_nar_on_top_of_a_trained_model(trained, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from valle2.config import load_config
+    from valle2.training import train
+
+    base = trained / "run" / "model"
+    cfg = load_config("debug", [f"data.train=[{trained / 'tokens' / 'train'}]", f"train.out_dir={tmp_path}",
+                                "train.models=nar", "train.steps=2", f"train.init_from={base}", "train.n_samples=0"])
+    result = train(cfg)
+    old, new = load_file(base / "model.safetensors"), load_file(result.export_dir / "model.safetensors")
+    assert old.keys() == new.keys()
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith("ar."))  # carried over
+    assert any(not torch.equal(old[k], new[k]) for k in old if k.startswith("nar."))  # trained further
