@@ -47,6 +47,16 @@ def test_save_load_gives_identical_output(debug_model, prompt_wav, tmp_path):
     assert meta["model"]["group_size"] == 2 and meta["codec"]["type"] == "encodec"
 
 
+def test_half_precision_files_load_back(debug_model, tmp_path):
+    full = debug_model.save_pretrained(tmp_path / "full")
+    half = debug_model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    loaded = VallE2.from_pretrained(half)
+    for (k, v), v2 in zip(debug_model.state_dict().items(), loaded.state_dict().values()):
+        assert v2.dtype == v.dtype
+        torch.testing.assert_close(v2, v, rtol=1e-3, atol=1e-3, msg=k)
+
+
 def test_unknown_format_version_is_refused(debug_model, tmp_path):
     folder = debug_model.save_pretrained(tmp_path / "m")
     meta = json.loads((folder / "config.json").read_text())

@@ -144,8 +144,12 @@ class VallE2(nn.Module):
             raise ModelFileError(f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
         return model.eval()
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write the model folder; files are written to a temporary folder first, then renamed into place."""
+    def save_pretrained(self, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Path:
+        """Write the model folder; files are written to a temporary folder first, then renamed into place.
+
+        ``dtype`` (e.g. ``torch.float16``) stores the floating-point weights at that precision to
+        halve the files; loading casts them back to the model's dtype (float32 by default).
+        """
         from safetensors.torch import save_file
 
         folder = Path(path)
@@ -162,6 +166,8 @@ class VallE2(nn.Module):
         }
         (tmp / "config.json").write_text(json.dumps(meta, indent=2))
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("codec.")}
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         save_file(state, str(tmp / "model.safetensors"))
         self.symbols.save(tmp / "symbols.json")
         (tmp / "codec").mkdir()
