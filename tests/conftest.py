@@ -10,9 +10,14 @@ from valle2_testlib import voiced_audio
 def pytest_configure(config):
     # One intra-op thread: the test models are tiny, and on a shared 2-core machine OpenMP
     # threads waiting on each other made small ops (a softmax over 65 codes) take milliseconds.
+    import os
+    import tempfile
+
     import torch
 
     torch.set_num_threads(1)
+    # Session- and module-scoped fixtures run before the per-test home below: give them one too.
+    os.environ["VALLE2_HOME"] = tempfile.mkdtemp(prefix="valle2-tests-home-")
 
 
 @pytest.fixture(autouse=True)

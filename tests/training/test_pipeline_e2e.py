@@ -54,6 +54,12 @@ def test_training_logged_and_checkpointed(trained):
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     sample = run / "samples" / "step-00000004" / "0-sample.wav"
     assert sf.info(str(sample)).frames > 0
+    # Training samples are model output too: they went through the safety policy.
+    from valle2.safety import watermark
+    from valle2.safety.keys import watermark_key
+
+    wav, sr = sf.read(str(sample), dtype="float32")
+    assert watermark.detect(wav, sr, key=watermark_key()).watermarked
 
 
 def test_exported_model_loads_and_speaks(trained):

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="recipe: a YAML file or debug/small/paper")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the latest checkpoint in <out_dir>/checkpoints (from scratch when there is none)")
+                   help="continue from the latest checkpoint in <out_dir>/checkpoints "
+                        "(from scratch when there is none)")
     p.add_argument("--resume-from", type=Path, metavar="CHECKPOINT", help="continue from this checkpoint folder")
     p.add_argument("--until-step", type=int, metavar="STEP",
                    help="stop this run at STEP with a checkpoint (continue later with --resume)")

@@ -435,6 +435,7 @@ class Exporter:
         from valle2.audio import save_audio
         from valle2.generation.pipeline import Prompt, Row
         from valle2.models.grouping import clip_to_groups
+        from valle2.models.valle2 import SynthesisJob
 
         self.load(state)
         model, n = self.model, self.cfg.train.n_samples
@@ -459,10 +460,13 @@ class Exporter:
                                                                    len(target), model.frame_rate)
             rows.append(Row(prompt, target.tolist(), cut_text(b), expected, max_frames, min_frames))
             prompts.append(prompt_wav)
-        results = model.generate(rows, seed=step)
+        # Samples are model output like any other: through the safety policy (watermark + audit). The
+        # prompts are training data, whose use the dataset's licence covers, hence no consent record.
+        jobs = [SynthesisJob(r.text, r.prompt, rows=[r], unsafe_no_consent=True) for r in rows]
+        results = model.synthesize_batch(jobs, seed=step)
         out = folder / f"step-{step:08d}"
-        for i, (r, p) in enumerate(zip(results, prompts)):
-            wav = model.codec.decode(r.codes) if r.codes.shape[1] else np.zeros(1, np.float32)
+        for i, (wav, p) in enumerate(zip(results, prompts)):
+            wav = wav if len(wav) else np.zeros(1, np.float32)
             save_audio(out / f"{i}-prompt.wav", p, model.sample_rate)
             save_audio(out / f"{i}-sample.wav", wav, model.sample_rate)
             if writer is not None:
