@@ -12,8 +12,13 @@ through (no trained VALL-E 2 model exists yet, so codec resyntheses stand in for
 EER is reported per set, clean and after the watermark benchmark's transforms (resample to
 16 kHz, MP3 64 kbps with lame, white noise at 20 dB SNR), applied to both classes.
 
+The shipped detector (features ~10 min on a shared 2-core CPU; cached for reruns)::
+
     nice -n 10 .venv/bin/python benchmarks/train_detector.py --corpus /work/data/corpus \\
-        --out src/valle2/assets/detector/detector.json
+        --out src/valle2/assets/detector/detector.json --augment --ablate \\
+        --cache /tmp/detector_features.npz
+
+Figures: benchmarks/RESULTS_detector.md.
 """
 
 from __future__ import annotations
@@ -117,6 +122,25 @@ def load_clips(pairs) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def ablate(data: dict, train_t, cfg: FeatureConfig, l2: float) -> None:
+    """EER with one feature group alone (column layout of :func:`features`)."""
+    nb = cfg.n_bands
+    groups = {"band mean": slice(0, nb), "band std": slice(nb, 2 * nb), "flatness": slice(2 * nb, 3 * nb),
+              "roughness": slice(3 * nb, 4 * nb), "phase coherence": slice(4 * nb, 5 * nb),
+              "frame-rate peak": slice(5 * nb, 5 * nb + 2)}
+    for group, cols in groups.items():
+        f = np.concatenate([data["train"][t][0][:, cols] for t in train_t])
+        l = np.concatenate([data["train"][t][1] for t in train_t])
+        det = SyntheticSpeechDetector.fit(f, l, cfg, l2=l2)
+        row = []
+        for name in ("held-out", "reserved"):
+            for t in TRANSFORMS:
+                if name in data:
+                    s, y = det.score_features(data[name][t][0][:, cols]), data[name][t][1]
+                    row.append(f"{100 * eer(s[y == 0], s[y == 1])[0]:5.1f}")
+        log.info("ablation %-16s held-out/reserved EER %% (%s): %s", group, ", ".join(TRANSFORMS), " ".join(row))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", type=Path, required=True, help="folder with synth_recordings_*.jsonl.gz")
@@ -130,6 +154,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=None, help="npz cache of computed features")
     ap.add_argument("--results", type=Path, default=None, help="write the EER table as JSON here")
+    ap.add_argument("--ablate", action="store_true", help="also log held-out/reserved EER per feature group")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
@@ -182,6 +207,8 @@ def main(argv=None) -> int:
     det.save(args.out)
     log.info("wrote %s (%d bytes), threshold %.3f, %.0fs", args.out, os.path.getsize(args.out), det.threshold,
              time.time() - t0)
+    if args.ablate:
+        ablate(data, train_t, cfg, args.l2)
     if args.results is not None:
         args.results.write_text(json.dumps({"threshold": det.threshold, "table": table}, indent=1) + "\n")
     return 0

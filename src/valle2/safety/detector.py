@@ -177,15 +177,20 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, n_iter: int = 50
 
 
 def eer(scores_neg: np.ndarray, scores_pos: np.ndarray) -> tuple[float, float]:
-    """Equal error rate and the threshold where false alarms ≈ misses (score ≥ t ⇒ positive)."""
+    """Equal error rate and a threshold where false alarms ≈ misses (score ≥ t ⇒ positive).
+
+    The threshold is halfway between the lowest score that reaches the EER and the next lower
+    score, so separable data get a threshold in the middle of the gap, not on its edge.
+    """
     cands = np.unique(np.concatenate([scores_neg, scores_pos]))
-    best = (1.0, 0.5, math.inf)
-    for t in cands:
+    best_i, best = 0, (1.0, math.inf)
+    for i, t in enumerate(cands):
         far = float(np.mean(scores_neg >= t))
         frr = float(np.mean(scores_pos < t))
-        if abs(far - frr) < best[2]:
-            best = ((far + frr) / 2, float(t), abs(far - frr))
-    return best[0], best[1]
+        if abs(far - frr) < best[1]:
+            best_i, best = i, ((far + frr) / 2, abs(far - frr))
+    t = cands[best_i] if best_i == 0 else (cands[best_i] + cands[best_i - 1]) / 2
+    return best[0], float(t)
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,9 +216,11 @@ class SyntheticSpeechDetector:
         mean, std = feats.mean(axis=0), feats.std(axis=0) + 1e-9
         w, b = fit_logistic((feats - mean) / std, labels.astype(float), l2=l2)
         det = cls(cfg, mean, std, w, b, 0.5, extra)
-        # Threshold at the training EER point (balanced errors rather than p = 0.5).
-        s = det.score_features(feats)
-        det.threshold = eer(s[labels == 0], s[labels == 1])[1]
+        # Threshold at the training EER point (balanced errors rather than p = 0.5), found on
+        # logits so that a separating gap is split in the middle of the log-odds.
+        z = ((feats - mean) / std) @ w + b
+        t = eer(z[labels == 0], z[labels == 1])[1]
+        det.threshold = float(1 / (1 + np.exp(-np.clip(t, -30, 30))))
         return det
 
     def score_features(self, feats: np.ndarray) -> np.ndarray:
