@@ -18,7 +18,7 @@ The shipped detector (features ~10 min on a shared 2-core CPU; cached for reruns
         --out src/valle2/assets/detector/detector.json --augment --ablate \\
         --cache /tmp/detector_features.npz
 
-Figures: benchmarks/RESULTS_detector.md.
+Figures: benchmarks/RESULTS.md, "Synthetic-speech detector".
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Negative class: speech from offline engines (espeak, flite, festival). Positive 
 audio encoded and decoded by the bundled valle2-mel codec. So the detector answers "has this
 been through valle2-mel's vocoder", not "is this synthetic speech" in general: engine voices
 are synthetic too, and are the *negative* class. ``benchmarks/train_detector.py`` trains it
-and reports EER on held-out and reserved voices (``benchmarks/RESULTS_detector.md``).
+and reports EER on held-out and reserved voices (``benchmarks/RESULTS.md, "Synthetic-speech detector"``).
 
 File format (``detector.json``, no pickle): ``{"format": "valle2-detector", "version": 1,
 "features": {...}, "mean": [...], "std": [...], "weights": [...], "bias": b, "threshold": t}``.
