@@ -136,6 +136,7 @@ class ExportConfig:
     dir: Optional[str] = None  # default: <out_dir>/model
     name: str = "custom"
     requires_consent: bool = True  # a trained model clones voices: the policy asks for the speaker's consent
+    nar_precision: Literal["fp32", "bf16"] = "fp32"  # bf16: NAR passes under autocast (2.3x faster on AMX CPUs)
 
 
 @dataclass(frozen=True)

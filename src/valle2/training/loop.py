@@ -415,7 +415,8 @@ class Exporter:
         self.cfg = cfg
         with torch.random.fork_rng(devices=[]):  # building it must not move the training RNG
             self.model = VallE2(mcfg, symbols, codec, language=data.language,
-                                requires_consent=cfg.export.requires_consent, name=cfg.export.name)
+                                requires_consent=cfg.export.requires_consent, name=cfg.export.name,
+                                nar_precision=cfg.export.nar_precision)
         self.trained: set[str] = set()
         self.base: dict = {}
         if cfg.train.init_from:  # parts not trained now come from there
