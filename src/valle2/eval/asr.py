@@ -24,12 +24,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from valle2.audio import resample
+from valle2.eval.backends import get_cached
 from valle2.errors import MissingDependencyError, ModelFileError
 
 __all__ = ["ASR", "FasterWhisperASR", "TransformersCTCASR", "get_asr", "clear_cache", "ASR_SAMPLE_RATE"]
@@ -264,13 +264,7 @@ def get_asr(name: str = "faster-whisper", **kw) -> ASR:
     the backend's package is missing, :class:`~valle2.errors.ModelFileError` when the
     model cannot be loaded.
     """
-    key = (name, tuple(sorted(kw.items())))
-    with _LOCK:
-        if key not in _CACHE:
-            t0 = time.perf_counter()
-            _CACHE[key] = _build(name, kw)
-            logger.info("loaded ASR %s in %.1f s", name, time.perf_counter() - t0)
-        return _CACHE[key]
+    return get_cached(_CACHE, _LOCK, name, kw, _build, "ASR")
 
 
 def clear_cache() -> None:
