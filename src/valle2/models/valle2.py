@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -160,8 +161,6 @@ class VallE2(nn.Module):
         folder = Path(path)
         tmp = folder.with_name(folder.name + ".tmp-save")
         if tmp.exists():
-            import shutil
-
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         meta = {
@@ -179,8 +178,6 @@ class VallE2(nn.Module):
         (tmp / "codec").mkdir()
         self.codec.save(tmp / "codec")
         if folder.exists():
-            import shutil
-
             old = folder.with_name(folder.name + ".tmp-old")
             if old.exists():
                 shutil.rmtree(old)
@@ -299,13 +296,15 @@ class VallE2(nn.Module):
                     for j in jobs]
         flat = [r for rows in job_rows for r in rows]
         results = self.generate(flat, seed=seed, sampling=sampling, max_batch=max_batch)
+        # One codec call for every row of every job: the server sends one sentence per job.
+        all_waves = self._decode([r.codes for r in results])
         outputs, at = [], 0
         for job, rows, auth in zip(jobs, job_rows, auths):
-            res = results[at : at + len(rows)]
+            job_waves = all_waves[at : at + len(rows)]
             at += len(rows)
             pieces = []
             for s in range(0, len(rows), job.candidates):
-                waves = self._decode([r.codes for r in res[s : s + job.candidates]])
+                waves = job_waves[s : s + job.candidates]
                 best = self._select(waves, rows[s], job.select, job.prompt) if job.candidates > 1 else 0
                 pieces.append(waves[best])
             wav = crossfade_concat(pieces, self.sample_rate, crossfade_ms=crossfade_ms)
