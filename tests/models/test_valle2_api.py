@@ -109,6 +109,21 @@ def test_long_text_is_split_and_no_sentence_runs_away(debug_model, prompt_wav):
     assert len(wav) / sr <= limit + 0.01
 
 
+def test_synthesize_batch_reports_each_sentence(debug_model, prompt_wav):
+    from valle2.models.valle2 import SynthesisJob
+
+    prompt = debug_model.prepare_prompt(str(prompt_wav), PROMPT_TEXT)
+    jobs = [SynthesisJob("One sentence. And a second one!", prompt), SynthesisJob("Just one.", prompt)]
+    details: list = []
+    waves = debug_model.synthesize_batch(jobs, seed=0, details=details)
+    assert [len(d["frames"]) for d in details] == [2, 1]
+    for wav, d in zip(waves, details):
+        assert len(d["expected_frames"]) == len(d["hit_limit"]) == len(d["frames"])
+        assert all(f > 0 for f in d["frames"]) and all(e > 0 for e in d["expected_frames"])
+        # the audio is the sentences' frames joined (minus crossfades)
+        assert len(wav) <= sum(d["frames"]) / debug_model.frame_rate * debug_model.sample_rate + 1
+
+
 def test_candidates_pick_one_per_sentence(debug_model, prompt_wav):
     wav, sr = debug_model.synthesize("Pick the best. Then again.", str(prompt_wav), PROMPT_TEXT, seed=0, candidates=3)
     assert len(wav) > 0

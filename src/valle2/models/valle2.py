@@ -275,11 +275,15 @@ class VallE2(nn.Module):
 
     def synthesize_batch(self, jobs: list["SynthesisJob"], *, seed: int | None = None, policy=None,
                          sampling: SamplingConfig | None = None, crossfade_ms: float = 30.0,
-                         max_batch: int = 16) -> list[np.ndarray]:
+                         max_batch: int = 16, details: list | None = None) -> list[np.ndarray]:
         """Several requests in one batched decode (what the server's dynamic batching calls).
 
         Every job is authorised by the safety policy before any decoding, and every output is
         watermarked and audited. Returns one waveform per job, at ``sample_rate``.
+
+        ``details``, when a list, receives one dict per job describing its sentences (rows):
+        ``frames`` generated, ``expected_frames`` from the prompt's speaking rate and
+        ``hit_limit`` (the AR never chose to stop and was cut at its length limit).
         """
         from valle2.audio import crossfade_concat, time_stretch
         from valle2.safety.policy import resolve_policy
@@ -301,7 +305,12 @@ class VallE2(nn.Module):
         outputs, at = [], 0
         for job, rows, auth in zip(jobs, job_rows, auths):
             job_waves = all_waves[at : at + len(rows)]
+            job_results = results[at : at + len(rows)]
             at += len(rows)
+            if details is not None:
+                details.append({"frames": [int(r.codes.shape[1]) for r in job_results],
+                                "expected_frames": [float(r.expected_frames) for r in job_results],
+                                "hit_limit": [bool(r.hit_limit) for r in job_results]})
             pieces = []
             for s in range(0, len(rows), job.candidates):
                 waves = job_waves[s : s + job.candidates]

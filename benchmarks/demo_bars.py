@@ -1,0 +1,227 @@
+"""The bundled demo model's bars (issue 4), measured on the corpus's held-out voices.
+
+Two sets, single sample each, the model's default sampling, one fixed seed per item. Every
+held-out voice gets one 3-10 s prompt: one of its held-out corpus utterances, with transcript.
+
+- **natural**: the 50 varied sentences of ``benchmarks/data/robustness_sentences.txt``
+  (numbers, dates, questions, very short and long ones), sentence i in held-out voice i mod 5.
+  Ground truth: the same sentence rendered by that voice's own engine (espeak-ng / flite), so
+  the WER of the voice itself is known.
+- **corpus**: ``--per-voice`` other held-out corpus utterances per voice (the corpus grammar's
+  phonetically dense sentences; many are tongue twisters); ground truth: their recordings.
+
+Measures:
+- WER: faster-whisper tiny.en (``valle2.eval.asr``: int8, beam 5, temperature 0), corpus-level
+  after ``valle2.eval.normalize``; also the mean per-utterance WER capped at 100 %.
+- SIM: resemblyzer cosine between output and its prompt; **rank-correct** when that cosine is
+  higher than the output's cosine with every other held-out voice's prompt.
+- robustness (on **natural**): a *runaway* is an output longer than 2x its expected duration
+  (prompt speaking rate x target phones); *empty* has no audio. ``hit_limit`` counts sentences
+  the AR never ended itself (the decoder's length cap, 1.8x expected, cut them).
+- **RTF**: wall time of ``VallE2.synthesize_batch`` (text front end, AR, NAR, codec decode,
+  watermark) / output duration, summed over all items, ``--threads`` torch threads.
+
+Usage (what benchmarks/RESULTS.md reports)::
+
+    python benchmarks/demo_bars.py --model default --corpus /work/data/corpus \\
+        --per-voice 6 --threads 2 --out /tmp/bars
+
+Outputs: ``OUT/items.jsonl`` (one row per output), ``OUT/summary.json`` and ``OUT/audio/``.
+The held-out voices are synthetic engine voices of the project's own corpus, so consent is
+skipped (``unsafe_no_consent``: logged, and the outputs are still watermarked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def held_out_utterances(corpus: Path, split: str):
+    from valle2.eval.lists import from_lhotse
+
+    return from_lhotse(corpus / f"synth_recordings_{split}.jsonl.gz", corpus / f"synth_supervisions_{split}.jsonl.gz")
+
+
+def pick(utts, per_voice: int, seed: int):
+    """Per voice: a prompt of 3-10 s and ``per_voice`` other utterances as targets (seeded)."""
+    by_voice = defaultdict(list)
+    for u in utts:
+        by_voice[u.speaker].append(u)
+    rng = random.Random(seed)
+    chosen = {}
+    for voice in sorted(by_voice):
+        us = sorted(by_voice[voice], key=lambda u: u.id)
+        prompts = [u for u in us if 3.0 <= u.duration <= 10.0]
+        if not prompts:
+            raise SystemExit(f"voice {voice} has no 3-10 s utterance for a prompt")
+        prompt = rng.choice(prompts)
+        others = [u for u in us if u.id != prompt.id]
+        chosen[voice] = (prompt, rng.sample(others, min(per_voice, len(others))))
+    return chosen
+
+
+def read_sentences(path: Path) -> list[str]:
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def load_span(u, sr: int) -> np.ndarray:
+    from valle2.audio import load_audio
+
+    wav, _ = load_audio(u.audio, target_sr=sr)
+    a = int(round(u.start * sr))
+    return wav[a : a + int(round(u.duration * sr))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--corpus", type=Path, required=True, help="folder of valle2 corpus synth manifests")
+    ap.add_argument("--split", default="held-out")
+    ap.add_argument("--per-voice", type=int, default=6)
+    ap.add_argument("--sentences", type=Path, default=HERE / "data" / "robustness_sentences.txt")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    from valle2 import VallE2
+    from valle2.eval.asr import get_asr
+    from valle2.eval.speaker import cosine, get_speaker_encoder
+    from valle2.eval.wer import wer_details
+    from valle2.models.valle2 import SynthesisJob
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "audio").mkdir(exist_ok=True)
+    model = VallE2.from_pretrained(args.model)
+    model.eval()
+    sr = model.sample_rate
+    chosen = pick(held_out_utterances(args.corpus, args.split), args.per_voice, args.seed)
+    voices = sorted(chosen)
+    prompts = {v: model.prepare_prompt((load_span(chosen[v][0], sr), sr), chosen[v][0].text) for v in voices}
+
+    # (set, voice, text, ground-truth audio)
+    from valle2.data.corpus_synth import render
+    from valle2.data.voices import Voice
+
+    sentences = read_sentences(args.sentences)
+    todo = []
+    for i, text in enumerate(sentences):
+        voice = voices[i % len(voices)]
+        gt = render(Voice.parse(voice), text, args.out / "ground_truth" / f"{i:03d}.wav")
+        todo.append(("natural", voice, text, str(gt)))
+    for v in voices:
+        for u in chosen[v][1]:
+            todo.append(("corpus", v, u.text, u))
+
+    # Warm-up (first calls allocate caches and pick kernels), not timed.
+    model.synthesize_batch([SynthesisJob("A short warm up.", prompts[voices[0]], unsafe_no_consent=True)], seed=0)
+
+    rows = []
+    for i, (kind, voice, text, ref) in enumerate(todo):
+        details: list = []
+        t0 = time.perf_counter()
+        [wav] = model.synthesize_batch([SynthesisJob(text, prompts[voice], unsafe_no_consent=True)],
+                                       seed=args.seed + i, details=details)
+        dt = time.perf_counter() - t0
+        d = details[0]
+        name = f"{i:03d}_{kind}_{voice.replace(':', '_').replace('+', '_')}.wav"
+        sf.write(args.out / "audio" / name, wav, sr)
+        rows.append({"i": i, "set": kind, "voice": voice, "text": text, "ref": ref if isinstance(ref, str) else ref.id,
+                     "seconds": len(wav) / sr, "synth_s": dt, "frames": d["frames"],
+                     "expected_frames": d["expected_frames"], "hit_limit": d["hit_limit"], "audio": name})
+        print(f"[{i + 1}/{len(todo)}] {kind} {voice}: {len(wav) / sr:.2f} s in {dt:.2f} s", flush=True)
+
+    # --- scoring (after synthesis, so the ASR and speaker encoder do not share the timing)
+    asr = get_asr("faster-whisper")
+    spk = get_speaker_encoder("resemblyzer")
+    prompt_emb = {v: spk.embed(prompts[v].wav, prompts[v].sr) for v in voices}
+    refs = {u.id: u for v in voices for u in chosen[v][1]}
+    for r in rows:
+        wav, _ = sf.read(args.out / "audio" / r["audio"], dtype="float32")
+        r["hyp"] = asr.transcribe(wav, sr) if len(wav) else ""
+        if len(wav) >= sr // 2:
+            e = spk.embed(wav, sr)
+            sims = {v: cosine(e, prompt_emb[v]) for v in voices}
+            r["sim"] = sims[r["voice"]]
+            r["sim_best_other"] = max(s for v, s in sims.items() if v != r["voice"])
+            r["rank_correct"] = r["sim"] > r["sim_best_other"]
+        else:
+            r["sim"], r["sim_best_other"], r["rank_correct"] = None, None, False
+        if r["set"] == "corpus":
+            gt_wav = load_span(refs[r["ref"]], sr)
+        else:
+            from valle2.audio import load_audio
+
+            gt_wav, _ = load_audio(r["ref"], target_sr=sr)
+        r["gt_hyp"] = asr.transcribe(gt_wav, sr)
+        r["gt_wer"] = wer_details(r["text"], r["gt_hyp"]).wer
+        r["wer"] = wer_details(r["text"], r["hyp"]).wer
+        expected_s = sum(r["expected_frames"]) / model.frame_rate
+        r["duration_ratio"] = r["seconds"] / expected_s if expected_s else None
+
+    with open(args.out / "items.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+    def summarise(sub):
+        if not sub:
+            return {}
+        refs, hyps = [r["text"] for r in sub], [r["hyp"] for r in sub]
+        sims = [r["sim"] for r in sub if r["sim"] is not None]
+        out = {
+            "n": len(sub),
+            "wer": wer_details(refs, hyps).wer,
+            "wer_capped_mean": statistics.mean(min(r["wer"], 1.0) for r in sub),
+            "sim_mean": statistics.mean(sims) if sims else None,
+            "sim_min": min(sims) if sims else None,
+            "rank_correct": sum(r["rank_correct"] for r in sub) / len(sub),
+            "empty": sum(r["seconds"] == 0 for r in sub),
+            "runaway_gt_2x": sum((r["duration_ratio"] or 0) > 2.0 for r in sub),
+            "hit_limit_sentences": sum(sum(r["hit_limit"]) for r in sub),
+            "sentences": sum(len(r["hit_limit"]) for r in sub),
+            "duration_ratio_median": statistics.median(r["duration_ratio"] or 0 for r in sub),
+            "duration_ratio_max": max(r["duration_ratio"] or 0 for r in sub),
+            "rtf": sum(r["synth_s"] for r in sub) / max(sum(r["seconds"] for r in sub), 1e-9),
+            "audio_s": sum(r["seconds"] for r in sub),
+        }
+        out["ground_truth_wer"] = wer_details(refs, [r["gt_hyp"] for r in sub]).wer
+        return out
+
+    summary = {
+        "model": args.model, "seed": args.seed, "threads": args.threads, "per_voice": args.per_voice,
+        "voices": {v: {"prompt_id": chosen[v][0].id, "prompt_s": chosen[v][0].duration} for v in voices},
+        "natural": summarise([r for r in rows if r["set"] == "natural"]),
+        "corpus": summarise([r for r in rows if r["set"] == "corpus"]),
+        "both": summarise(rows),
+        "per_voice": {v: {k: summarise([r for r in rows if r["set"] == k and r["voice"] == v]) for k in ("natural", "corpus")}
+                      for v in voices},
+        "all_rtf": sum(r["synth_s"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9),
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},
+    }
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps({k: summary[k] for k in ("natural", "corpus", "both", "all_rtf")}, indent=2))
+    for v in voices:
+        n, c = summary["per_voice"][v]["natural"], summary["per_voice"][v]["corpus"]
+        print(f"{v:24s} natural WER {n['wer']:.3f} (gt {n['ground_truth_wer']:.3f}) SIM {n['sim_mean']:.3f} "
+              f"rank {n['rank_correct']:.2f} | corpus WER {c.get('wer', float('nan')):.3f} "
+              f"(gt {c.get('ground_truth_wer', float('nan')):.3f}) SIM {c.get('sim_mean') or float('nan'):.3f}")
+
+
+if __name__ == "__main__":
+    main()
