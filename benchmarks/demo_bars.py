@@ -55,14 +55,17 @@ def held_out_utterances(corpus: Path, split: str):
     return from_lhotse(corpus / f"synth_recordings_{split}.jsonl.gz", corpus / f"synth_supervisions_{split}.jsonl.gz")
 
 
-def pick(utts, per_voice: int, seed: int):
+def pick(utts, per_voice: int, seed: int, max_voices: int | None = None):
     """Per voice: a prompt of 3-10 s and ``per_voice`` other utterances as targets (seeded)."""
     by_voice = defaultdict(list)
     for u in utts:
         by_voice[u.speaker].append(u)
     rng = random.Random(seed)
+    names = sorted(by_voice)
+    if max_voices is not None and max_voices < len(names):
+        names = sorted(rng.sample(names, max_voices))
     chosen = {}
-    for voice in sorted(by_voice):
+    for voice in names:
         us = sorted(by_voice[voice], key=lambda u: u.id)
         prompts = [u for u in us if 3.0 <= u.duration <= 10.0]
         if not prompts:
@@ -93,6 +96,10 @@ def main() -> None:
     ap.add_argument("--split", default="held-out")
     ap.add_argument("--per-voice", type=int, default=6)
     ap.add_argument("--sentences", type=Path, default=HERE / "data" / "robustness_sentences.txt")
+    ap.add_argument("--max-voices", type=int, default=None, help="a seeded subset of the split's voices")
+    ap.add_argument("--top-p", type=float, default=None, help="sampling override (default: the model's)")
+    ap.add_argument("--temperature", type=float, default=None)
+    ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
@@ -110,7 +117,8 @@ def main() -> None:
     model = VallE2.from_pretrained(args.model)
     model.eval()
     sr = model.sample_rate
-    chosen = pick(held_out_utterances(args.corpus, args.split), args.per_voice, args.seed)
+    chosen = pick(held_out_utterances(args.corpus, args.split), args.per_voice, args.seed, args.max_voices)
+    sampling = model.sampling_config(top_p=args.top_p, temperature=args.temperature, top_k=args.top_k)
     voices = sorted(chosen)
     prompts = {v: model.prepare_prompt((load_span(chosen[v][0], sr), sr), chosen[v][0].text) for v in voices}
 
@@ -136,7 +144,7 @@ def main() -> None:
         details: list = []
         t0 = time.perf_counter()
         [wav] = model.synthesize_batch([SynthesisJob(text, prompts[voice], unsafe_no_consent=True)],
-                                       seed=args.seed + i, details=details)
+                                       seed=args.seed + i, details=details, sampling=sampling)
         dt = time.perf_counter() - t0
         d = details[0]
         name = f"{i:03d}_{kind}_{voice.replace(':', '_').replace('+', '_')}.wav"
@@ -203,7 +211,7 @@ def main() -> None:
         return out
 
     summary = {
-        "model": args.model, "seed": args.seed, "threads": args.threads, "per_voice": args.per_voice,
+        "model": args.model, "seed": args.seed, "split": args.split, "sampling": sampling.to_dict(), "threads": args.threads, "per_voice": args.per_voice,
         "voices": {v: {"prompt_id": chosen[v][0].id, "prompt_s": chosen[v][0].duration} for v in voices},
         "natural": summarise([r for r in rows if r["set"] == "natural"]),
         "corpus": summarise([r for r in rows if r["set"] == "corpus"]),
