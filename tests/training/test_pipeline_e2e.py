@@ -76,6 +76,40 @@ def test_exported_model_loads_and_speaks(trained):
     assert result.codes.shape[0] == 4 and np.isfinite(audio).all()
 
 
+def test_export_a_checkpoint_while_or_after_training(trained, tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    from valle2.models.valle2 import VallE2
+
+    ckpts = trained / "run" / "checkpoints"
+    tokens = trained / "tokens" / "train"
+    # the latest checkpoint (step 4, the end of the run) gives the run's own export, weight for weight
+    assert main(["export", str(ckpts), "--out", str(tmp_path / "last"), "--data", str(tokens)]) == 0
+    final, again = load_file(str(trained / "run" / "model" / "model.safetensors")), load_file(str(tmp_path / "last" / "model.safetensors"))
+    assert final.keys() == again.keys() and all(torch.equal(final[k], again[k]) for k in final)
+    # an earlier one, in float16 and renamed: different weights, half the bytes, loads and speaks
+    assert main(["export", str(ckpts / "step-00000002"), "--out", str(tmp_path / "early"), "--data", str(tokens),
+                 "--dtype", "float16", "--set", "export.name=early"]) == 0
+    early = load_file(str(tmp_path / "early" / "model.safetensors"))
+    assert {v.dtype for v in early.values() if v.is_floating_point()} == {torch.float16}
+    assert any(not torch.equal(early[k].float(), final[k].float()) for k in final if final[k].is_floating_point())
+    model = VallE2.from_pretrained(tmp_path / "early")
+    assert model.name == "early" and model.nar_precision == "bf16"
+    wav, sr = sf.read(trained / "corpus" / "spk0" / "utt000.wav", dtype="float32")
+    [result] = model.generate(model.make_rows("Birds sing.", model.prepare_prompt((wav, sr), "The cat sat on the mat.")), seed=0)
+    assert result.codes.shape[0] == 4
+    # clear errors (exit code 2, one line): not a checkpoint; the run's data missing; not an export setting
+    for argv, match in [([str(tmp_path), "--data", str(tokens)], "not a training checkpoint"),
+                        ([str(ckpts), "--data", str(tmp_path / "nowhere")], "tokenized data"),
+                        ([str(ckpts), "--set", "model.size=paper"], "only export")]:
+        capsys.readouterr()
+        assert main(["export", *argv, "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert match in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
 def test_synthesize_command_uses_the_trained_model(trained, caplog):
     pytest.importorskip("valle2.safety.policy", reason="the safety policy is not in this tree yet")
     out = trained / "out.wav"

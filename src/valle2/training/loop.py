@@ -476,13 +476,48 @@ class Exporter:
                 writer.add_text(f"samples/{i}/text", rows[i].text, step)
         logger.info("step %d: %d audio samples in %s", step, len(results), out)
 
-    def export(self, state: dict, folder: Path) -> Path:
+    def export(self, state: dict, folder: Path, dtype: torch.dtype | None = None) -> Path:
         self.load(state)
         untrained = {"ar", "nar"} - self.trained
         if untrained:
             logger.warning("exported model's %s is untrained (random); train it too, or start from a model "
                            "that has it (train.init_from)", " and ".join(sorted(untrained)).upper())
-        path = self.model.save_pretrained(folder)
+        path = self.model.save_pretrained(folder, dtype=dtype)
         logger.info("exported the model to %s (valle2 synthesize --model %s)", path, path)
         return path
 
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, *, data: list[str] | None = None,
+                      dtype: torch.dtype | None = None, overrides: list[str] | None = None) -> Path:
+    """A training checkpoint -> a model folder (``save_pretrained``), while the run goes on or after it.
+
+    ``checkpoint`` is a checkpoint folder, or a run's ``checkpoints`` folder (its latest is taken).
+    The model is rebuilt from the run's own config (saved in the checkpoint); the symbol table and
+    codec identity come from the tokenized training data, ``data`` (default: the run's
+    ``data.train``, resolved from the current folder). ``overrides`` change the ``export`` section
+    (e.g. ``export.name=demo``); ``dtype=torch.float16`` halves the files.
+    """
+    from valle2.config import apply_overrides, config_from_dict
+
+    path = Path(checkpoint)
+    if not (path / "trainer.json").is_file():
+        latest = ckpt.find_latest(path) if path.is_dir() else None
+        if latest is None:
+            raise Valle2Error(f"{path} is not a training checkpoint (no trainer.json) nor a folder of checkpoints")
+        path = latest
+    state = ckpt.load_checkpoint(path, 0)
+    trainer = state["trainer"]
+    cfg_dict = dict(trainer["config"])
+    if data:
+        cfg_dict["data"] = {**cfg_dict["data"], "train": [str(d) for d in data]}
+    cfg = config_from_dict(apply_overrides(cfg_dict, list(overrides or [])))
+    missing = [d for d in cfg.data.train if not Path(d).exists()]
+    if missing:
+        raise Valle2Error(f"the run's tokenized data {', '.join(missing)} is not here; name it with --data "
+                          "(its symbol table and codec identity go into the model)")
+    tok = open_tokenized(cfg.data.train)
+    mcfg = ModelConfig.from_dict(trainer["model_config"])
+    exporter = Exporter(cfg, mcfg, tok.symbols, tok)
+    logger.info("exporting %s (step %d)", path, int(trainer["step"]))
+    return exporter.export(state["model"], Path(out), dtype=dtype)
