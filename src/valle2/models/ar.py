@@ -36,6 +36,7 @@ class ARModel(nn.Module):
         ffn_dim: int,
         dropout: float = 0.1,
         prefix_lm: bool = True,
+        embed_scale: bool = True,
     ):
         super().__init__()
         self.V, self.G, self.dim, self.prefix_lm = codebook_size, group_size, dim, prefix_lm
@@ -48,8 +49,11 @@ class ARModel(nn.Module):
         self.code_alpha = nn.Parameter(torch.ones(1))
         self.transformer = Transformer(dim, n_layers, n_heads, ffn_dim, dropout)
         self.drop = nn.Dropout(dropout)
-        nn.init.normal_(self.text_emb.weight, std=0.02)
-        nn.init.normal_(self.code_emb.weight, std=0.02)
+        # embed_scale: N(0, 1/D) tables, inputs x sqrt(D) (unit scale, like the positions); the output
+        # head is tied to code_emb, whose 1/sqrt(D) scale gives unit-variance logits at init.
+        self.in_scale = dim**0.5 if embed_scale else 1.0
+        for e in (self.text_emb, self.code_emb):
+            nn.init.normal_(e.weight, std=dim**-0.5 if embed_scale else 0.02)
 
     # -- inputs ------------------------------------------------------------------------
     @staticmethod
@@ -59,12 +63,12 @@ class ARModel(nn.Module):
 
     def embed_text(self, text: torch.Tensor, text_valid: torch.Tensor) -> torch.Tensor:
         pos = self.positions(text_valid)
-        return self.text_emb(text) + self.text_alpha * sinusoids(pos, self.dim)  # (B, S, D)
+        return self.text_emb(text) * self.in_scale + self.text_alpha * sinusoids(pos, self.dim)  # (B, S, D)
 
     def embed_groups(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """tokens (B, C, G) code ids (BOS rows included) at code positions (B, C) -> (B, C, D)."""
         B, C, G = tokens.shape
-        e = self.code_emb(tokens.clamp(0, self.V + 1)).reshape(B, C, G * self.dim)
+        e = self.code_emb(tokens.clamp(0, self.V + 1)).reshape(B, C, G * self.dim) * self.in_scale
         return self.group_in(e) + self.code_alpha * sinusoids(positions, self.dim)
 
     def embed(self, text, text_valid, tokens, code_valid):

@@ -11,7 +11,7 @@ def build_ar(c: ModelConfig) -> ARModel:
     return ARModel(
         n_text_tokens=c.n_text_tokens, codebook_size=c.codebook_size, group_size=c.group_size,
         dim=c.ar.dim, n_layers=c.ar.n_layers, n_heads=c.ar.n_heads, ffn_dim=c.ar.ffn_dim,
-        dropout=c.ar.dropout, prefix_lm=c.prefix_lm,
+        dropout=c.ar.dropout, prefix_lm=c.prefix_lm, embed_scale=c.embed_scale,
     )
 
 
@@ -19,5 +19,5 @@ def build_nar(c: ModelConfig) -> NARModel:
     return NARModel(
         n_text_tokens=c.n_text_tokens, n_codebooks=c.n_codebooks, codebook_size=c.codebook_size,
         dim=c.nar.dim, n_layers=c.nar.n_layers, n_heads=c.nar.n_heads, ffn_dim=c.nar.ffn_dim,
-        dropout=c.nar.dropout,
+        dropout=c.nar.dropout, embed_scale=c.embed_scale,
     )

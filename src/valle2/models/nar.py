@@ -35,6 +35,7 @@ class NARModel(nn.Module):
         n_heads: int,
         ffn_dim: int,
         dropout: float = 0.1,
+        embed_scale: bool = True,
     ):
         super().__init__()
         self.K, self.V, self.dim = n_codebooks, codebook_size, dim
@@ -45,8 +46,11 @@ class NARModel(nn.Module):
         self.code_alpha = nn.Parameter(torch.ones(1))
         self.transformer = Transformer(dim, n_layers, n_heads, ffn_dim, dropout, cond_dim=dim)
         self.drop = nn.Dropout(dropout)
-        for e in [self.text_emb, self.stage_emb, *self.code_emb]:
-            nn.init.normal_(e.weight, std=0.02)
+        # embed_scale: as in the AR (N(0, 1/D) tables, inputs x sqrt(D); heads tied to code_emb).
+        self.in_scale = dim**0.5 if embed_scale else 1.0
+        for e in [self.text_emb, *self.code_emb]:
+            nn.init.normal_(e.weight, std=dim**-0.5 if embed_scale else 0.02)
+        nn.init.normal_(self.stage_emb.weight, std=0.02)
 
     def forward(self, text, text_valid, codes, prompt_lens, code_lens, stage) -> torch.Tensor:
         """Logits (B, C, V) for codebook ``stage`` at every code position.
@@ -65,8 +69,8 @@ class NARModel(nn.Module):
         summed = sum(self.code_emb[i](safe[:, i]) * use[:, i, :, None] for i in range(K))  # (B, C, D)
 
         text_pos = (text_valid.long().cumsum(-1) - 1).clamp(min=0)
-        x_text = self.text_emb(text) + self.text_alpha * sinusoids(text_pos, self.dim)
-        x_code = summed + self.code_alpha * sinusoids(frame[None].expand(B, C), self.dim)
+        x_text = self.text_emb(text) * self.in_scale + self.text_alpha * sinusoids(text_pos, self.dim)
+        x_code = summed * self.in_scale + self.code_alpha * sinusoids(frame[None].expand(B, C), self.dim)
         x = self.drop(torch.cat([x_text, x_code], dim=1))
         key_valid = torch.cat([text_valid, code_valid], dim=1)
         mask = attention_mask(key_valid, causal=False)
