@@ -1,0 +1,90 @@
+"""How much intelligibility do codebook 0 and the NAR carry? With the TRUE codebook-0 codes of
+held-out utterances, decode four versions and transcribe them (faster-whisper tiny.en):
+
+- ``full``: all K true codes (the codec's own resynthesis);
+- ``cb0_mean``: codebook 0 + the mean entry of every later codebook (what codebook 0 alone says);
+- ``nar``: codebooks 1..K-1 from the model's NAR, greedy (what synthesis does);
+- ``nar_soft``: the NAR's expected entry per codebook (probability-weighted mean of the
+  centroids; valle2-mel only).
+
+The NAR's acoustic prompt is another utterance of the same voice, with its transcript.
+
+    python benchmarks/nar_oracle.py --model MODEL_DIR --corpus /work/data/corpus \\
+        --voices flite:awb espeak:en-us+quincy --per-voice 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--split", default="held-out")
+    ap.add_argument("--voices", nargs="+", default=["flite:awb", "espeak:en-us+quincy"])
+    ap.add_argument("--per-voice", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from valle2 import VallE2
+    from valle2.audio import load_audio
+    from valle2.eval.asr import get_asr
+    from valle2.eval.lists import from_lhotse
+    from valle2.eval.wer import wer_details
+    from valle2.generation.ar_decode import pad_text
+
+    m = VallE2.from_pretrained(args.model).eval()
+    codec, sr = m.codec, m.sample_rate
+    if not hasattr(codec, "codebooks"):
+        raise SystemExit("this diagnostic needs the valle2-mel codec (explicit centroids)")
+    C = codec.codebooks  # (K, V, n_mels)
+    utts = from_lhotse(args.corpus / f"synth_recordings_{args.split}.jsonl.gz",
+                       args.corpus / f"synth_supervisions_{args.split}.jsonl.gz")
+    asr = get_asr("faster-whisper", cpu_threads=args.threads)
+    kinds = ("full", "cb0_mean", "nar", "nar_soft")
+    refs, hyps = [], {k: [] for k in kinds}
+
+    def vocode(mel):  # (T, n_mels) -> waveform
+        with torch.inference_mode():
+            return codec.vocoder(mel.T[None].float())[0].clamp(-1, 1).numpy()
+
+    for voice in args.voices:
+        us = sorted((u for u in utts if u.speaker == voice), key=lambda u: u.id)[: args.per_voice + 1]
+        if len(us) < 2:
+            raise SystemExit(f"voice {voice} has fewer than 2 utterances in {args.split}")
+        p, targets = us[0], us[1:]
+        pwav, _ = load_audio(p.audio, target_sr=sr)
+        prompt = m.prepare_prompt((pwav, sr), p.text)
+        for u in targets:
+            wav, _ = load_audio(u.audio, target_sr=sr)
+            codes = codec.encode(wav, sr)
+            K, T = codes.shape
+            text, valid = pad_text([torch.tensor(prompt.phone_ids + m.frontend().encode(u.text) + [m.symbols.eos_id])])
+            P = prompt.codes.shape[1]
+            allc = torch.zeros(1, K, P + T, dtype=torch.long)
+            allc[0, :, :P], allc[0, 0, P:] = prompt.codes, codes[0]
+            soft = C[0][codes[0]].clone()
+            with torch.inference_mode():
+                for j in range(1, K):
+                    logits = m.nar(text, valid, allc, torch.tensor([P]), torch.tensor([P + T]), torch.tensor([j]))[0, P:]
+                    allc[0, j, P:] = logits.argmax(-1)
+                    soft += logits.float().softmax(-1) @ C[j]
+            mean_rest = sum(C[j].mean(0) for j in range(1, K))
+            outs = {"full": codec.decode(codes), "cb0_mean": vocode(C[0][codes[0]] + mean_rest),
+                    "nar": codec.decode(allc[0, :, P:]), "nar_soft": vocode(soft)}
+            refs.append(u.text)
+            for k in kinds:
+                hyps[k].append(asr.transcribe(outs[k], sr))
+    print(json.dumps({"model": args.model, "utterances": len(refs), "voices": args.voices,
+                      **{f"wer_{k}": round(wer_details(refs, hyps[k]).wer, 3) for k in kinds}}))
+
+
+if __name__ == "__main__":
+    main()
