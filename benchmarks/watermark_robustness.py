@@ -134,19 +134,6 @@ def other_signal(kind: str, rng: np.random.Generator) -> np.ndarray:
 # ----------------------------------------------------------------------------- transforms
 
 
-def codec(wav: np.ndarray, sr: int, kind: str, kbps: int, tmp: Path) -> tuple[np.ndarray, int]:
-    src, enc, dec = tmp / "in.wav", tmp / f"enc.{kind}", tmp / "dec.wav"
-    sf.write(src, np.clip(wav, -1, 1), sr, subtype="PCM_16")
-    if kind == "mp3":
-        subprocess.run(["lame", "--quiet", "-b", str(kbps), str(src), str(enc)], check=True)
-        subprocess.run(["lame", "--quiet", "--decode", str(enc), str(dec)], check=True)
-    else:
-        subprocess.run(["opusenc", "--quiet", "--bitrate", str(kbps), str(src), str(enc)], check=True)
-        subprocess.run(["opusdec", "--quiet", "--rate", str(sr), str(enc), str(dec)], check=True)
-    out, out_sr = sf.read(dec, dtype="float32")
-    return out, out_sr
-
-
 def transform(name: str, wav: np.ndarray, rng: np.random.Generator, tmp: Path, pads) -> tuple[np.ndarray, int]:
     if name == "clean":
         return wav, SR
@@ -155,7 +142,9 @@ def transform(name: str, wav: np.ndarray, rng: np.random.Generator, tmp: Path, p
         return soxr.resample(wav, SR, to), to
     if name.startswith(("mp3_", "opus_")):
         kind, rate = name.split("_")
-        return codec(wav, SR, kind, int(rate[:-1]), tmp)
+        from valle2.audio import lossy_roundtrip
+
+        return lossy_roundtrip(wav, SR, kind, int(rate[:-1]))
     if name == "noise_20db":
         power = float(np.mean(wav.astype(np.float64) ** 2))
         return wav + np.sqrt(power / 100) * rng.standard_normal(len(wav)).astype(np.float32), SR

@@ -455,3 +455,29 @@ def time_stretch(wav: np.ndarray, sr: int, speed: float) -> np.ndarray:
         prev = pos
     out = out / np.maximum(norm, 1e-3)
     return np.ascontiguousarray(out[:n_out])
+
+
+LOSSY_TOOLS = {"mp3": ("lame",), "opus": ("opusenc", "opusdec")}
+
+
+def lossy_roundtrip(wav: np.ndarray, sr: int, kind: str, kbps: int) -> tuple[np.ndarray, int]:
+    """Encode ``wav`` as MP3 (lame) or Opus (opusenc) at ``kbps`` and decode it back.
+
+    The lossy channel of the watermark and detector robustness checks; needs the tools of
+    ``LOSSY_TOOLS[kind]`` on PATH. Returns float32 audio and its sample rate.
+    """
+    import subprocess
+
+    if kind not in LOSSY_TOOLS:
+        raise ValueError(f"unknown lossy codec {kind!r}; expected one of {', '.join(LOSSY_TOOLS)}")
+    with tempfile.TemporaryDirectory(prefix="valle2-lossy-") as tmp:
+        src, enc, dec = Path(tmp) / "in.wav", Path(tmp) / f"enc.{kind}", Path(tmp) / "dec.wav"
+        sf.write(src, np.clip(wav, -1, 1), sr, subtype="PCM_16")
+        if kind == "mp3":
+            subprocess.run(["lame", "--quiet", "-b", str(kbps), str(src), str(enc)], check=True)
+            subprocess.run(["lame", "--quiet", "--decode", str(enc), str(dec)], check=True)
+        else:
+            subprocess.run(["opusenc", "--quiet", "--bitrate", str(kbps), str(src), str(enc)], check=True)
+            subprocess.run(["opusdec", "--quiet", "--rate", str(sr), str(enc), str(dec)], check=True)
+        out, out_sr = sf.read(dec, dtype="float32")
+    return out, out_sr
