@@ -33,8 +33,12 @@ import torch.nn.functional as F
 
 from valle2.errors import AudioError, ModelFileError
 
+if False:  # typing only
+    from valle2.codec.phonetic import PhoneEncoder
+
 CODEC_TYPE = "valle2-mel"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: mel first stage only; 2 adds the phonetic first stage (read: 1 and 2)
+READ_VERSIONS = (1, 2)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -55,6 +59,13 @@ class MelCodecConfig:
     vocoder_intermediate: int = 768
     vocoder_layers: int = 6
     griffin_lim_iters: int = 64
+    # Codebook 0: "mel" = k-means on log-mel frames (v1); "phonetic" = k-means on the features
+    # of a small CTC phone recogniser (valle2.codec.phonetic; format version 2).
+    first_stage: str = "mel"
+    phonetic_dim: int = 192
+    phonetic_intermediate: int = 576
+    phonetic_layers: int = 6
+    n_phones: int = 0
     name: str = "valle2-mel"
     extra: dict = field(default_factory=dict)  # training provenance, measured figures
 
@@ -192,6 +203,15 @@ def build_vocoder(cfg: MelCodecConfig) -> Vocoder | None:
     return Vocoder(cfg.n_mels, cfg.vocoder_dim, cfg.vocoder_intermediate, cfg.vocoder_layers, cfg.n_fft, cfg.hop_length)
 
 
+def build_phone_encoder(cfg: MelCodecConfig):
+    """The phonetic first stage's recogniser (None for a mel first stage)."""
+    if cfg.first_stage != "phonetic":
+        return None
+    from valle2.codec.phonetic import PhoneEncoder
+
+    return PhoneEncoder(cfg.n_mels, cfg.phonetic_dim, cfg.phonetic_intermediate, cfg.phonetic_layers, cfg.n_phones)
+
+
 # ---------------------------------------------------------------------------------------
 # Griffin-Lim (baseline decoder)
 
@@ -220,7 +240,14 @@ def griffin_lim(mag: torch.Tensor, n_fft: int, hop: int, n_iter: int, momentum: 
 class MelCodec:
     """valle2's own codec (see the module docstring); implements ``valle2.codec.base.Codec``."""
 
-    def __init__(self, config: MelCodecConfig, codebooks: torch.Tensor, vocoder: Vocoder | None = None):
+    def __init__(
+        self,
+        config: MelCodecConfig,
+        codebooks: torch.Tensor,
+        vocoder: Vocoder | None = None,
+        phonetic: "PhoneEncoder | None" = None,
+        phone_centroids: torch.Tensor | None = None,
+    ):
         k, v, d = codebooks.shape
         if (k, v, d) != (config.n_codebooks, config.codebook_size, config.n_mels):
             raise ModelFileError(
@@ -234,6 +261,18 @@ class MelCodec:
         self.codebook_size = config.codebook_size
         self.codebooks = codebooks.float().contiguous()
         self.vocoder = vocoder.eval() if vocoder is not None else None
+        if config.first_stage not in ("mel", "phonetic"):
+            raise ModelFileError(f"unknown first_stage {config.first_stage!r} (expected 'mel' or 'phonetic')")
+        if config.first_stage == "phonetic":
+            if phonetic is None or phone_centroids is None:
+                raise ModelFileError("a phonetic codec needs its phone encoder and centroids")
+            if tuple(phone_centroids.shape) != (config.codebook_size, config.phonetic_dim):
+                raise ModelFileError(
+                    f"phone centroids have shape {tuple(phone_centroids.shape)}; config says "
+                    f"{(config.codebook_size, config.phonetic_dim)}"
+                )
+        self.phonetic = phonetic.eval() if phonetic is not None else None
+        self.phone_centroids = phone_centroids.float().contiguous() if phone_centroids is not None else None
         self.frontend = LogMel(config)
         self._pinv_fb: torch.Tensor | None = None
 
@@ -277,7 +316,18 @@ class MelCodec:
     @torch.inference_mode()
     def encode(self, wav: np.ndarray | torch.Tensor, sr: int) -> torch.Tensor:
         """Mono waveform [N] at ``sr`` Hz -> codes [K, ceil(N' / hop)] (int64; N' after resampling)."""
-        return rvq_encode(self.mel(wav, sr).T, self.codebooks).long()
+        return self.encode_mel(self.mel(wav, sr))
+
+    @torch.inference_mode()
+    def encode_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel [n_mels, T] -> codes [K, T]."""
+        if self.phonetic is None:
+            return rvq_encode(mel.T, self.codebooks).long()
+        from valle2.codec.phonetic import nearest
+
+        first = nearest(self.phonetic.features(mel[None])[0], self.phone_centroids)
+        rest = rvq_encode(mel.T - self.codebooks[0][first], self.codebooks[1:])
+        return torch.cat([first[None], rest]).long()
 
     # -- synthesis ------------------------------------------------------------------------
     def _check_codes(self, codes: torch.Tensor) -> torch.Tensor:
@@ -315,10 +365,15 @@ class MelCodec:
 
     # -- identity and files ---------------------------------------------------------------
     def identity(self) -> dict:
-        digest = hashlib.sha256(self.codebooks.numpy().tobytes()).hexdigest()[:16]
+        h = hashlib.sha256(self.codebooks.numpy().tobytes())
+        if self.phonetic is not None:  # codes depend on the recogniser and its centroids too
+            h.update(self.phone_centroids.numpy().tobytes())
+            for value in self.phonetic.state_dict().values():
+                h.update(value.detach().float().numpy().tobytes())
+        digest = h.hexdigest()[:16]
         return {
             "type": CODEC_TYPE,
-            "version": FORMAT_VERSION,
+            "version": 2 if self.phonetic is not None else 1,
             "name": self.config.name,
             "sample_rate": self.sample_rate,
             "frame_rate": self.frame_rate,
@@ -335,8 +390,12 @@ class MelCodec:
         tensors = {"codebooks": self.codebooks.contiguous()}
         if self.vocoder is not None:
             tensors.update({f"vocoder.{k}": v.detach().contiguous() for k, v in self.vocoder.state_dict().items()})
+        if self.phonetic is not None:
+            tensors["phone_centroids"] = self.phone_centroids
+            tensors.update({f"phonetic.{k}": v.detach().contiguous() for k, v in self.phonetic.state_dict().items()})
         save_file(tensors, str(folder / WEIGHTS_FILE))
-        header = {"format": CODEC_TYPE, "version": FORMAT_VERSION, "config": asdict(self.config)}
+        version = 2 if self.phonetic is not None else 1  # v1 readers can still read plain codecs
+        header = {"format": CODEC_TYPE, "version": version, "config": asdict(self.config)}
         (folder / CONFIG_FILE).write_text(json.dumps(header, indent=2) + "\n")
 
     @classmethod
@@ -353,15 +412,21 @@ class MelCodec:
             raise ModelFileError(f"{cfg_path} is not valid JSON: {exc}") from exc
         if header.get("format") != CODEC_TYPE:
             raise ModelFileError(f"{cfg_path} is format {header.get('format')!r}, not {CODEC_TYPE!r}")
-        if header.get("version") != FORMAT_VERSION:
-            raise ModelFileError(f"{cfg_path} is version {header.get('version')!r}; this valle2 reads {FORMAT_VERSION}")
+        if header.get("version") not in READ_VERSIONS:
+            raise ModelFileError(
+                f"{cfg_path} is version {header.get('version')!r}; this valle2 reads versions {READ_VERSIONS}"
+            )
         cfg = MelCodecConfig(**header["config"])
         tensors = load_file(str(weights_path))
         vocoder = build_vocoder(cfg)
         if vocoder is not None:
             state = {k[len("vocoder.") :]: v for k, v in tensors.items() if k.startswith("vocoder.")}
             vocoder.load_state_dict(state)
-        return cls(cfg, tensors["codebooks"], vocoder)
+        phonetic = build_phone_encoder(cfg)
+        if phonetic is not None:
+            state = {k[len("phonetic.") :]: v for k, v in tensors.items() if k.startswith("phonetic.")}
+            phonetic.load_state_dict(state)
+        return cls(cfg, tensors["codebooks"], vocoder, phonetic, tensors.get("phone_centroids"))
 
 
 def load_from_identity(identity: dict, folder: Path | None) -> MelCodec:

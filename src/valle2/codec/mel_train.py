@@ -142,6 +142,205 @@ def quantize_mels(mels: np.ndarray, codebooks: torch.Tensor, chunk: int = 100_00
 
 
 # ---------------------------------------------------------------------------------------
+# Phonetic first stage (valle2.codec.phonetic): CTC phone recogniser, then k-means on its features
+
+
+def read_transcripts(corpus: Path, split: str) -> dict[str, str]:
+    from lhotse import load_manifest
+
+    return {s.recording_id: s.text for s in load_manifest(corpus / f"synth_supervisions_{split}.jsonl.gz")}
+
+
+def phone_targets(texts: dict[str, str], language: str = "en-us") -> tuple[list[str], dict[str, list[int]]]:
+    """Phone inventory (sorted) and each text's CTC target ids (1-based: 0 is the blank)."""
+    from valle2.codec.phonetic import phone_labels
+    from valle2.text.g2p import Phonemizer
+    from valle2.text.normalize import normalize_text
+
+    g2p = Phonemizer(language)
+    labels = {rid: phone_labels(g2p.phonemize(normalize_text(text, language))) for rid, text in texts.items()}
+    inventory = sorted({p for seq in labels.values() for p in seq})
+    index = {p: i + 1 for i, p in enumerate(inventory)}
+    return inventory, {rid: [index[p] for p in seq] for rid, seq in labels.items()}
+
+
+def _utterances(feats: dict[str, np.ndarray]):
+    offsets = feats["offsets"]
+    for i, rid in enumerate(feats["ids"]):
+        yield str(rid), offsets[i], offsets[i + 1]
+
+
+def _pad_mels(mels: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([m.shape[1] for m in mels])
+    out = torch.zeros(len(mels), mels[0].shape[0], int(lengths.max()))
+    for i, m in enumerate(mels):
+        out[i, :, : m.shape[1]] = torch.from_numpy(m.astype(np.float32))
+    return out, lengths
+
+
+def phone_error_rate(encoder, feats: dict[str, np.ndarray], targets: dict[str, list[int]], limit: int = 200) -> float:
+    """Greedy-CTC phone error rate (edit distance / reference phones) on up to ``limit`` utterances."""
+    import jiwer
+
+    from valle2.codec.phonetic import greedy_ctc
+
+    refs, hyps = [], []
+    encoder.eval()
+    with torch.inference_mode():
+        for n, (rid, a, b) in enumerate(_utterances(feats)):
+            if n >= limit or rid not in targets:
+                continue
+            mel = torch.from_numpy(feats["mels"][:, a:b].astype(np.float32))[None]
+            hyp = greedy_ctc(encoder(mel)[0])
+            refs.append(" ".join(map(str, targets[rid])))
+            hyps.append(" ".join(map(str, hyp)) or "-")
+    encoder.train()
+    return float(jiwer.wer(refs, hyps))
+
+
+def train_phone_encoder(
+    work: Path, cfg: MelCodecConfig, corpus: Path, minutes: float = 20.0, total_steps: int = 3000,
+    batch_frames: int = 12000, lr: float = 2e-3, seed: int = 0,
+) -> int:
+    """Train (or resume) the CTC phone recogniser for ``minutes``; saves ``phone_ckpt.pt``, ``phones.json``."""
+    from valle2.codec.mel import build_phone_encoder
+
+    feats = load_features(work / "features_train.npz")
+    held = work / "features_held-out.npz"
+    held_feats = load_features(held) if held.exists() else None
+    phones_path = work / "phones.json"
+    texts = read_transcripts(corpus, "train")
+    if held_feats is not None:
+        texts.update(read_transcripts(corpus, "held-out"))
+    inventory, targets = phone_targets(texts)
+    if phones_path.exists():  # resume: keep the saved inventory (ids must not move)
+        saved = json.loads(phones_path.read_text())["phones"]
+        if saved != inventory:
+            raise ValueError(f"{phones_path} lists other phones than the corpus gives now")
+    phones_path.write_text(json.dumps({"phones": inventory}, ensure_ascii=False, indent=1))
+    cfg = replace(cfg, first_stage="phonetic", n_phones=len(inventory))
+    (work / "codec_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    log.info("phones: %d (%s)", len(inventory), " ".join(inventory))
+
+    torch.manual_seed(seed)
+    encoder = build_phone_encoder(cfg)
+    opt = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=0.01)
+    ckpt = work / "phone_ckpt.pt"
+    step = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        encoder.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = int(state["step"])
+        log.info("resumed at step %d", step)
+    log.info("phone encoder: %.2f M parameters", sum(p.numel() for p in encoder.parameters()) / 1e6)
+
+    utts = [(rid, a, b) for rid, a, b in _utterances(feats) if rid in targets]
+    utts.sort(key=lambda u: u[2] - u[1])
+    batches, cur = [], []
+    for u in utts:  # length-sorted batches of about batch_frames frames
+        if cur and (len(cur) + 1) * (u[2] - u[1]) > batch_frames:
+            batches.append(cur)
+            cur = []
+        cur.append(u)
+    batches.append(cur)
+    rng = np.random.default_rng(seed + step)
+
+    def lr_at(s: int) -> float:
+        warm = 200
+        if s < warm:
+            return lr * (s + 1) / warm
+        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total_steps - warm)))))
+
+    encoder.train()
+    t_end = time.monotonic() + minutes * 60
+    running, n_run = 0.0, 0
+    while time.monotonic() < t_end and step < total_steps:
+        chosen = batches[rng.integers(len(batches))]
+        mel, lengths = _pad_mels([feats["mels"][:, a:b] for _, a, b in chosen])
+        # Light augmentation: random gain (removed by the mean normalisation anyway) and
+        # frequency masking, so that the features do not lean on one band.
+        if rng.random() < 0.5:
+            f0 = int(rng.integers(0, cfg.n_mels - 8))
+            mel[:, f0 : f0 + int(rng.integers(1, 8))] = mel.mean()
+        tgt = [torch.tensor(targets[rid]) for rid, _, _ in chosen]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        logp = encoder(mel, lengths)  # (B, T, C)
+        loss = F.ctc_loss(logp.transpose(0, 1), torch.cat(tgt), lengths, torch.tensor([len(t) for t in tgt]),
+                          blank=0, zero_infinity=True)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+        opt.step()
+        step += 1
+        running, n_run = running + loss.item(), n_run + 1
+        if step % 50 == 0:
+            log.info("step %d lr %.2e ctc %.4f", step, lr_at(step), running / n_run)
+            running, n_run = 0.0, 0
+        if step % 500 == 0 and held_feats is not None:
+            log.info("step %d held-out PER %.4f", step, phone_error_rate(encoder, held_feats, targets))
+    torch.save({"step": torch.tensor(step), "model": encoder.state_dict(), "opt": opt.state_dict()}, ckpt)
+    if held_feats is not None:
+        log.info("step %d held-out PER %.4f (greedy CTC, %d utterances)", step,
+                 phone_error_rate(encoder, held_feats, targets), min(200, len(held_feats["ids"])))
+    log.info("saved step %d to %s", step, ckpt)
+    return step
+
+
+def load_phone_encoder(work: Path, cfg: MelCodecConfig):
+    from valle2.codec.mel import build_phone_encoder
+
+    encoder = build_phone_encoder(cfg)
+    encoder.load_state_dict(torch.load(work / "phone_ckpt.pt", weights_only=True)["model"])
+    return encoder.eval()
+
+
+def phonetic_features(encoder, feats: dict[str, np.ndarray]) -> np.ndarray:
+    """The recogniser's features of every frame [ΣT, dim] (float32), utterance by utterance."""
+    out = []
+    with torch.inference_mode():
+        for _, a, b in _utterances(feats):
+            mel = torch.from_numpy(feats["mels"][:, a:b].astype(np.float32))[None]
+            out.append(encoder.features(mel)[0].numpy())
+    return np.concatenate(out)
+
+
+def fit_phonetic_kmeans(
+    mels: np.ndarray, features: np.ndarray, n_codebooks: int, codebook_size: int, n_iter: int = 20, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames' log-mels [D, N] and phonetic features [N, H] -> (codebooks [K, V, D], centroids [V, H]).
+
+    Stage 0 clusters the features; its entries are each cluster's mean log-mel. Stages 1..K-1
+    are residual k-means on the log-mel minus the stage-0 entry.
+    """
+    from valle2.codec.phonetic import nearest
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(mels.astype(np.float32)).T
+    h = torch.from_numpy(features.astype(np.float32))
+    centroids = kmeans(h, codebook_size, n_iter, generator)
+    first = torch.cat([nearest(h[i : i + 65536], centroids) for i in range(0, len(h), 65536)])
+    counts = torch.bincount(first, minlength=codebook_size).float()
+    entries = torch.zeros(codebook_size, x.shape[1]).index_add_(0, first, x) / counts.clamp(min=1)[:, None]
+    entries[counts == 0] = x.mean(0)
+    residual = x - entries[first]
+    log.info("phonetic stage 0: %d/%d clusters used, residual RMS %.4f", int((counts > 0).sum()), codebook_size,
+             residual.pow(2).mean().sqrt().item())
+    rest = fit_residual_kmeans(residual, n_codebooks - 1, codebook_size, n_iter, seed + 1)
+    return torch.cat([entries[None], rest]), centroids
+
+
+def quantize_mels_with(codec: MelCodec, feats: dict[str, np.ndarray]) -> np.ndarray:
+    """Every utterance's log-mel [D, ΣT] -> its quantised log-mel by ``codec`` (float16)."""
+    out = np.empty(feats["mels"].shape, dtype=np.float16)
+    for _, a, b in _utterances(feats):
+        codes = codec.encode_mel(torch.from_numpy(feats["mels"][:, a:b].astype(np.float32)))
+        out[:, a:b] = codec.dequantize(codes).numpy()
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 # Vocoder losses
 
 
@@ -210,7 +409,10 @@ def train_vocoder(
     qpath = work / f"qmels_{split}.npy"
     if not qpath.exists():
         log.info("quantising %d frames", feats["mels"].shape[1])
-        np.save(qpath, quantize_mels(feats["mels"], codebooks))
+        if cfg.first_stage == "phonetic":
+            np.save(qpath, quantize_mels_with(build_codec(work, cfg, with_vocoder=False), feats))
+        else:
+            np.save(qpath, quantize_mels(feats["mels"], codebooks))
     qmels = np.load(qpath, mmap_mode="r")
 
     torch.manual_seed(seed)
@@ -282,16 +484,22 @@ def _load_codebooks(work: Path) -> torch.Tensor:
 
 def build_codec(work: Path, cfg: MelCodecConfig, with_vocoder: bool = True) -> MelCodec:
     """The codec from the work folder's codebooks (+ the vocoder checkpoint if asked and present)."""
-    codebooks = _load_codebooks(work)
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(work / "kmeans.safetensors"))
+    codebooks = tensors["codebooks"]
     cfg = replace(cfg, n_codebooks=codebooks.shape[0], codebook_size=codebooks.shape[1])
+    phonetic = centroids = None
+    if cfg.first_stage == "phonetic":
+        phonetic, centroids = load_phone_encoder(work, cfg), tensors["phone_centroids"]
     ckpt = work / "vocoder_ckpt.pt"
     if not with_vocoder or not ckpt.exists():
-        return MelCodec(replace(cfg, vocoder_dim=None), codebooks, None)
+        return MelCodec(replace(cfg, vocoder_dim=None), codebooks, None, phonetic, centroids)
     vocoder = build_vocoder(cfg)
     state = torch.load(ckpt, weights_only=True)
     vocoder.load_state_dict(state["model"])
     extra = dict(cfg.extra, vocoder_step=int(state["step"]))
-    return MelCodec(replace(cfg, extra=extra), codebooks, vocoder)
+    return MelCodec(replace(cfg, extra=extra), codebooks, vocoder, phonetic, centroids)
 
 
 def _config_from_work(work: Path) -> MelCodecConfig:
@@ -318,6 +526,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-split", default="held-out", help="report distortion on this split's features if present")
+    p.add_argument("--phonetic", action="store_true",
+                   help="stage 0 = k-means on the phone recogniser's features (run `phones` first)")
+    p = sub.add_parser("phones", help="train the CTC phone recogniser of a phonetic first stage")
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--minutes", type=float, default=20.0)
+    p.add_argument("--total-steps", type=int, default=3000)
+    p.add_argument("--batch-frames", type=int, default=12000)
+    p.add_argument("--lr", type=float, default=2e-3)
     p = sub.add_parser("vocoder")
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--split", default="train")
@@ -347,21 +564,40 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "kmeans":
         from safetensors.torch import save_file
 
-        mels = load_features(args.work / f"features_{args.split}.npz")["mels"]
+        feats = load_features(args.work / f"features_{args.split}.npz")
+        mels = feats["mels"]
         rng = np.random.default_rng(args.seed)
         idx = np.sort(rng.choice(mels.shape[1], size=min(args.max_frames, mels.shape[1]), replace=False))
-        frames = torch.from_numpy(mels[:, idx].astype(np.float32)).T
         t0 = time.monotonic()
-        books = fit_residual_kmeans(frames, args.codebooks, args.size, args.iters, args.seed)
-        log.info("k-means %dx%d on %d frames in %.1f s", args.codebooks, args.size, len(frames), time.monotonic() - t0)
-        save_file({"codebooks": books.contiguous()}, str(args.work / "kmeans.safetensors"))
-        eval_path = args.work / f"features_{args.eval_split}.npz"
-        if eval_path.exists():
-            rms = rvq_distortion(load_features(eval_path)["mels"], books)
-            log.info("%s log-mel RMS error after 1..%d stages: %s", args.eval_split, len(rms),
-                     " ".join(f"{r:.4f}" for r in rms))
+        if args.phonetic:
+            if cfg.first_stage != "phonetic":
+                parser.error("--phonetic needs a trained phone recogniser: run `phones` first")
+            features = phonetic_features(load_phone_encoder(args.work, cfg), feats)[idx]
+            books, centroids = fit_phonetic_kmeans(mels[:, idx], features, args.codebooks, args.size, args.iters,
+                                                   args.seed)
+            tensors = {"codebooks": books.contiguous(), "phone_centroids": centroids.contiguous()}
+        else:
+            cfg = replace(cfg, first_stage="mel")
+            frames = torch.from_numpy(mels[:, idx].astype(np.float32)).T
+            books = fit_residual_kmeans(frames, args.codebooks, args.size, args.iters, args.seed)
+            tensors = {"codebooks": books.contiguous()}
+        log.info("k-means %dx%d on %d frames in %.1f s", args.codebooks, args.size, len(idx), time.monotonic() - t0)
+        save_file(tensors, str(args.work / "kmeans.safetensors"))
         cfg = replace(cfg, n_codebooks=args.codebooks, codebook_size=args.size)
         cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
+        eval_path = args.work / f"features_{args.eval_split}.npz"
+        if eval_path.exists():
+            codec = build_codec(args.work, cfg, with_vocoder=False)
+            held = load_features(eval_path)
+            codes = [codec.encode_mel(torch.from_numpy(held["mels"][:, a:b].astype(np.float32)))
+                     for _, a, b in _utterances(held)]
+            codes = torch.cat(codes, dim=1)
+            x = torch.from_numpy(held["mels"].astype(np.float32)).T
+            rms = [(rvq_decode(codes[: k + 1], books) - x).pow(2).mean().sqrt().item() for k in range(len(books))]
+            log.info("%s log-mel RMS error after 1..%d stages: %s", args.eval_split, len(rms),
+                     " ".join(f"{r:.4f}" for r in rms))
+    elif args.cmd == "phones":
+        train_phone_encoder(args.work, cfg, args.corpus, args.minutes, args.total_steps, args.batch_frames, args.lr)
     elif args.cmd == "vocoder":
         train_vocoder(args.work, cfg, args.split, args.minutes, args.total_steps, args.batch, args.frames, args.lr)
     elif args.cmd == "export":
