@@ -10,6 +10,9 @@ decode with the codec's vocoder) and, for reference, the same codes decoded by G
   utterance, so that one ASR repetition loop does not swamp the figure.
 - SIM: resemblyzer cosine between the resynthesis and the original, per utterance.
 - RTF: decode (and encode) seconds / audio seconds, one torch thread.
+- ``first-stage`` (optional system): codebook 0 alone — its entries plus the mean entry of
+  every later codebook, through the vocoder. How much of the words the AR's codebook
+  carries (valle2-mel only).
 
 Usage::
 
@@ -143,6 +146,14 @@ def load_codec(args):
     return build_codec(args.work, _config_from_work(args.work))
 
 
+def first_stage_decode(codec, codes: torch.Tensor) -> np.ndarray:
+    """Decode codebook 0 alone: its entries + the mean entry of each later codebook."""
+    books = codec.codebooks
+    mel = books[0][codes[0]] + books[1:].mean(1).sum(0)[None]
+    with torch.inference_mode():
+        return codec.vocoder(mel.T[None])[0].clamp(-1, 1).numpy()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     src = parser.add_mutually_exclusive_group(required=True)
@@ -154,7 +165,7 @@ def main(argv=None) -> int:
                         help="evaluate on the reserved voices instead (rendered into SCRATCH)")
     parser.add_argument("--per-voice", type=int, default=6)
     parser.add_argument("--systems", default="original,codec,griffin-lim",
-                        help="comma list of original, codec, griffin-lim")
+                        help="comma list of original, codec, griffin-lim, first-stage")
     parser.add_argument("--gl-iters", type=int, default=64)
     parser.add_argument("--out", type=Path, help="JSON results")
     parser.add_argument("--save-audio", type=Path, help="folder for a few resynthesised WAVs")
@@ -187,6 +198,8 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 outputs["codec"].append(codec.decode(codes)[: len(wav)])
                 timing["decode_s"] += time.perf_counter() - t0
+            if "first-stage" in outputs:
+                outputs["first-stage"].append(first_stage_decode(codec, codes)[: len(wav)])
             if "griffin-lim" in outputs:
                 t0 = time.perf_counter()
                 outputs["griffin-lim"].append(codec.decode_griffin_lim(codes, args.gl_iters)[: len(wav)])

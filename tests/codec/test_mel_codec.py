@@ -118,3 +118,19 @@ def test_shipped_codec_loads_and_roundtrips():
     assert codes.shape == (codec.n_codebooks, 75)
     out = codec.decode(codes)
     assert out.shape == (75 * 320,) and np.isfinite(out).all() and np.abs(out).max() > 1e-3
+
+
+def test_model_folder_without_codec_copy_uses_the_bundled_codec(codec: MelCodec, tmp_path: Path, monkeypatch):
+    """A model folder may leave out codec/ and name a bundled codec; its weights' hash is checked."""
+    import valle2.config
+    from valle2.codec.mel import load_from_identity
+
+    named = MelCodec(replace(codec.config, name="bundled-test"), codec.codebooks, codec.vocoder)
+    monkeypatch.setattr(valle2.config, "BUNDLED_CODECS", tmp_path)
+    named.save(tmp_path / "bundled-test")
+    loaded = load_from_identity(named.identity(), None)
+    assert loaded.identity() == named.identity()
+    with pytest.raises(ModelFileError, match="no bundled codec"):
+        load_from_identity(dict(named.identity(), name="not-shipped"), None)
+    with pytest.raises(ModelFileError, match="expects"):
+        load_from_identity(dict(named.identity(), codebooks_sha256="0" * 16), None)

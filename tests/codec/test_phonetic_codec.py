@@ -174,3 +174,19 @@ def test_recipe_phones_kmeans_export(tmp_path: Path):
     assert codec.config.first_stage == "phonetic" and codec.n_codebooks == 3
     codes = codec.encode(_tones(0.5, 150, 9), SR)
     assert codes.shape == (3, 38) and int(codes.max()) < 8
+
+
+def test_float16_save_halves_the_networks(codec: MelCodec, tmp_path: Path):
+    codec.save(tmp_path / "f32")
+    codec.save(tmp_path / "f16", dtype=torch.float16)
+    from safetensors.torch import load_file
+
+    t32, t16 = load_file(str(tmp_path / "f32" / "model.safetensors")), load_file(str(tmp_path / "f16" / "model.safetensors"))
+    assert t16["codebooks"].dtype == torch.float32 and t16["phone_centroids"].dtype == torch.float32
+    assert t16["vocoder.head.weight"].dtype == torch.float16 and t16["phonetic.head.weight"].dtype == torch.float16
+    torch.testing.assert_close(t16["phonetic.head.weight"].float(), t32["phonetic.head.weight"], atol=1e-3, rtol=1e-3)
+    loaded = MelCodec.load(tmp_path / "f16")
+    assert loaded.phonetic.head.weight.dtype == torch.float32
+    wav = _tones(0.6, 170, 2)
+    agree = (loaded.encode(wav, SR)[0] == codec.encode(wav, SR)[0]).float().mean()
+    assert agree > 0.9  # rounding the recogniser's weights moves few frames to another centroid

@@ -102,7 +102,8 @@ def test_export_a_checkpoint_while_or_after_training(trained, tmp_path, capsys):
     # clear errors (exit code 2, one line): not a checkpoint; the run's data missing; not an export setting
     for argv, match in [([str(tmp_path), "--data", str(tokens)], "not a training checkpoint"),
                         ([str(ckpts), "--data", str(tmp_path / "nowhere")], "tokenized data"),
-                        ([str(ckpts), "--set", "model.size=paper"], "only export")]:
+                        ([str(ckpts), "--set", "model.size=paper"], "only export"),
+                        ([str(ckpts), "--data", str(tokens), "--codec-by-name"], "not bundled")]:
         capsys.readouterr()
         assert main(["export", *argv, "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err

@@ -382,17 +382,24 @@ class MelCodec:
             "codebooks_sha256": digest,  # codes are only meaningful with these exact codebooks
         }
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, dtype: torch.dtype | None = None) -> None:
+        """Write ``config.json`` + ``model.safetensors``. ``dtype`` (e.g. ``torch.float16``) stores
+        the networks' weights smaller; codebooks and centroids stay float32. Loading casts back
+        to float32, so the reloaded codec — not this one — is the reference for its codes."""
         from safetensors.torch import save_file
+
+        def net(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
+            return {f"{prefix}.{k}": (v.detach().to(dtype) if dtype is not None and v.is_floating_point()
+                                      else v.detach()).contiguous() for k, v in module.state_dict().items()}
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {"codebooks": self.codebooks.contiguous()}
         if self.vocoder is not None:
-            tensors.update({f"vocoder.{k}": v.detach().contiguous() for k, v in self.vocoder.state_dict().items()})
+            tensors.update(net("vocoder", self.vocoder))
         if self.phonetic is not None:
             tensors["phone_centroids"] = self.phone_centroids
-            tensors.update({f"phonetic.{k}": v.detach().contiguous() for k, v in self.phonetic.state_dict().items()})
+            tensors.update(net("phonetic", self.phonetic))
         save_file(tensors, str(folder / WEIGHTS_FILE))
         version = 2 if self.phonetic is not None else 1  # v1 readers can still read plain codecs
         header = {"format": CODEC_TYPE, "version": version, "config": asdict(self.config)}
@@ -430,8 +437,17 @@ class MelCodec:
 
 
 def load_from_identity(identity: dict, folder: Path | None) -> MelCodec:
+    """The codec a model folder names: its own ``codec/`` copy, else the bundled codec of that name."""
     if folder is None:
-        raise ModelFileError("the valle2-mel codec needs its weights folder (config.json + model.safetensors)")
+        from valle2.config import BUNDLED_CODECS
+
+        bundled = BUNDLED_CODECS / str(identity.get("name", ""))
+        if not identity.get("name") or not (bundled / CONFIG_FILE).is_file():
+            raise ModelFileError(
+                f"the valle2-mel codec {identity.get('name')!r} needs its weights folder (config.json + "
+                "model.safetensors): the model folder has no codec/ and no bundled codec has that name"
+            )
+        folder = bundled
     codec = MelCodec.load(Path(folder))
     want = identity.get("codebooks_sha256")
     if want is not None and want != codec.identity()["codebooks_sha256"]:

@@ -548,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default="valle2-mel-v1")
     p.add_argument("--no-vocoder", action="store_true", help="export a Griffin-Lim-decoding codec")
+    p.add_argument("--float16", action="store_true", help="store the networks' weights in float16 (half the size)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -602,8 +603,8 @@ def main(argv: list[str] | None = None) -> int:
         train_vocoder(args.work, cfg, args.split, args.minutes, args.total_steps, args.batch, args.frames, args.lr)
     elif args.cmd == "export":
         codec = build_codec(args.work, replace(cfg, name=args.name), with_vocoder=not args.no_vocoder)
-        codec.save(args.out)
-        log.info("exported %s to %s", codec.identity(), args.out)
+        codec.save(args.out, dtype=torch.float16 if args.float16 else None)
+        log.info("exported %s to %s", MelCodec.load(args.out).identity(), args.out)
     return 0
 
 

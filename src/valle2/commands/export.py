@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, nargs="+",
                    help="the run's tokenized training data (symbols, codec); default: its data.train")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weights on disk (float16 halves them)")
+    p.add_argument("--codec-by-name", action="store_true",
+                   help="leave the codec out of the folder: it names a codec bundled with valle2 "
+                        "(checked: same name and weights), as the bundled default model does")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change an export setting, e.g. --set export.name=demo (repeatable)")
     p.set_defaults(func=run)
@@ -40,5 +43,31 @@ def run(args: argparse.Namespace) -> int:
         raise Valle2Error(f"only export.* settings can be changed here, not {', '.join(bad)}")
     dtype = getattr(torch, DTYPES[args.dtype]) if DTYPES[args.dtype] else None
     path = export_checkpoint(args.checkpoint, args.out, data=args.data, dtype=dtype, overrides=args.overrides)
+    if args.codec_by_name:
+        drop_codec_copy(path)
     print(path)
     return 0
+
+
+def drop_codec_copy(model_dir: Path) -> None:
+    """Remove ``model_dir/codec`` once the bundled codec it names is checked to be the same one.
+
+    On failure the just-written folder is removed (it would not load without its codec)."""
+    import json
+    import shutil
+
+    from valle2.codec import load_codec
+    from valle2.config import BUNDLED_CODECS
+    from valle2.errors import Valle2Error
+
+    identity = json.loads((model_dir / "config.json").read_text())["codec"]
+    name = str(identity.get("name", ""))
+    try:
+        if not name or not (BUNDLED_CODECS / name / "config.json").is_file():
+            raise Valle2Error(f"the model's codec {name or identity.get('type')!r} is not bundled with valle2, "
+                              "so the folder must keep its codec/ copy")
+        load_codec(identity, None)  # the bundled codec of that name, its weights' hash checked
+    except Valle2Error as exc:
+        shutil.rmtree(model_dir, ignore_errors=True)
+        raise Valle2Error(f"--codec-by-name: {exc}") from exc
+    shutil.rmtree(model_dir / "codec")
