@@ -6,6 +6,14 @@ held-out utterances, decode four versions and transcribe them (faster-whisper ti
 - ``nar``: codebooks 1..K-1 from the model's NAR, greedy (what synthesis does);
 - ``nar_soft``: the NAR's expected entry per codebook (probability-weighted mean of the
   centroids; valle2-mel only).
+- ``cb01_true``: true codebooks 0 and 1 + the mean entry of the rest (how much a NAR that got
+  only codebook 1 right would give).
+- with a phonetic codebook 0 (valle2-mel-v2), two decoders that skip the NAR, to separate the
+  AR's errors from the NAR's: each codebook-0 entry is replaced by the mean log-mel of the
+  ``--knn`` prompt frames nearest to its centroid in the recogniser's feature space (kNN-VC
+  style, Baas et al. 2023): ``knn_prompt`` on the TRUE codebook 0, ``ar_knn`` on the codebook 0
+  the AR generates for the text (model's default sampling, seed = item), and ``ar_full`` =
+  the model's own synthesis of the same sample (AR + NAR + vocoder).
 
 The NAR's acoustic prompt is another utterance of the same voice, with its transcript.
 
@@ -30,6 +38,7 @@ def main() -> None:
     ap.add_argument("--voices", nargs="+", default=["flite:awb", "espeak:en-us+quincy"])
     ap.add_argument("--per-voice", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--knn", type=int, default=4, help="prompt frames averaged per codebook-0 entry")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -48,7 +57,10 @@ def main() -> None:
     utts = from_lhotse(args.corpus / f"synth_recordings_{args.split}.jsonl.gz",
                        args.corpus / f"synth_supervisions_{args.split}.jsonl.gz")
     asr = get_asr("faster-whisper", cpu_threads=args.threads)
-    kinds = ("full", "cb0_mean", "nar", "nar_soft")
+    kinds = ["full", "cb0_mean", "cb01_true", "nar", "nar_soft"]
+    phonetic = getattr(codec, "phonetic", None) is not None
+    if phonetic:
+        kinds += ["knn_prompt", "ar_knn", "ar_full"]
     refs, hyps = [], {k: [] for k in kinds}
 
     def vocode(mel):  # (T, n_mels) -> waveform
@@ -62,7 +74,14 @@ def main() -> None:
         p, targets = us[0], us[1:]
         pwav, _ = load_audio(p.audio, target_sr=sr)
         prompt = m.prepare_prompt((pwav, sr), p.text)
-        for u in targets:
+        if phonetic:  # the prompt's own log-mel for each codebook-0 entry (kNN in feature space)
+            pmel = codec.mel(pwav, sr)
+            with torch.inference_mode():
+                pfeat = codec.phonetic.features(pmel[None])[0]
+            dist = torch.cdist(codec.phone_centroids, pfeat)  # (V, P)
+            near = dist.topk(min(args.knn, pfeat.shape[0]), largest=False).indices  # (V, k)
+            table = pmel.T[near].mean(1)  # (V, n_mels)
+        for n, u in enumerate(targets):
             wav, _ = load_audio(u.audio, target_sr=sr)
             codes = codec.encode(wav, sr)
             K, T = codes.shape
@@ -78,7 +97,13 @@ def main() -> None:
                     soft += logits.float().softmax(-1) @ C[j]
             mean_rest = sum(C[j].mean(0) for j in range(1, K))
             outs = {"full": codec.decode(codes), "cb0_mean": vocode(C[0][codes[0]] + mean_rest),
+                    "cb01_true": vocode(C[0][codes[0]] + C[1][codes[1]] + sum(C[j].mean(0) for j in range(2, K))),
                     "nar": codec.decode(allc[0, :, P:]), "nar_soft": vocode(soft)}
+            if phonetic:
+                outs["knn_prompt"] = vocode(table[codes[0]])
+                gen = torch.cat([r.codes for r in m.generate(m.make_rows(u.text, prompt), seed=n)], dim=1)
+                outs["ar_knn"] = vocode(table[gen[0]])
+                outs["ar_full"] = codec.decode(gen)
             refs.append(u.text)
             for k in kinds:
                 hyps[k].append(asr.transcribe(outs[k], sr))
