@@ -8,8 +8,16 @@ all state lives in one work folder, so every step can be re-run or resumed::
     python -m valle2.codec.mel_train vocoder  --work W --minutes 60      # resumable
     python -m valle2.codec.mel_train export   --work W --out src/valle2/assets/codec/valle2-mel-v1
 
+A phonetic codebook 0 (valle2-mel-v2, ``valle2.codec.phonetic``) adds a CTC phone recogniser
+before the k-means (features of both splits first: held-out gives the phone error rate)::
+
+    python -m valle2.codec.mel_train phones   --work W --corpus /work/data/corpus --minutes 25
+    python -m valle2.codec.mel_train kmeans   --work W --phonetic --codebooks 8 --size 256
+    python -m valle2.codec.mel_train export   --work W --out DIR --name valle2-mel-v2 --float16
+
 Work folder: ``features_<split>.npz`` (log-mels [n_mels, ΣT] float16, audio int16, offsets),
-``kmeans.safetensors`` (codebooks [K, V, n_mels]), ``vocoder_ckpt.pt`` (tensors only:
+``kmeans.safetensors`` (codebooks [K, V, n_mels]; + ``phone_centroids`` [V, dim] when
+phonetic), ``phones.json`` + ``phone_ckpt.pt`` (the recogniser), ``vocoder_ckpt.pt`` (tensors only:
 model, optimiser, step, RNG; read with ``weights_only=True``), ``train.log``.
 
 The vocoder is trained on *quantised* mels (all K stages) against the original audio with
