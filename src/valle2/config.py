@@ -75,6 +75,7 @@ class ModelSection:
     group_size: int = 2  # G
     prefix_lm: bool = True
     dropout: Optional[float] = None  # replaces the preset's dropout when set
+    nar_prompt_cond: bool = False  # NAR: add a vector pooled from the prompt to its AdaLN condition
 
 
 @dataclass(frozen=True)

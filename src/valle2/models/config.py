@@ -28,6 +28,11 @@ class ModelConfig:
     # it (std 0.02, unscaled: configs written before this field) the positions were ~13x louder than
     # the phones after 2,000 steps of the demo recipe and neither model had begun to use the text.
     embed_scale: bool = True
+    # NAR speaker conditioning: the mean of the prompt frames' summed code embeddings, through a
+    # linear map, is added to the stage embedding that conditions every layer
+    # (AdaLN). A lookup of (speaker, codebook 0) predicts codebook 1 far better than the NAR
+    # learned to from attention alone (benchmarks/RESULTS.md, "NAR ceiling").
+    nar_prompt_cond: bool = False
     ar: TransformerConfig = field(default_factory=lambda: PRESETS["paper"])
     nar: TransformerConfig = field(default_factory=lambda: PRESETS["paper"])
 

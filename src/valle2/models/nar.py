@@ -36,6 +36,7 @@ class NARModel(nn.Module):
         ffn_dim: int,
         dropout: float = 0.1,
         embed_scale: bool = True,
+        prompt_cond: bool = False,
     ):
         super().__init__()
         self.K, self.V, self.dim = n_codebooks, codebook_size, dim
@@ -51,6 +52,10 @@ class NARModel(nn.Module):
         for e in [self.text_emb, *self.code_emb]:
             nn.init.normal_(e.weight, std=dim**-0.5 if embed_scale else 0.02)
         nn.init.normal_(self.stage_emb.weight, std=0.02)
+        # Optional speaker condition pooled from the prompt. The AdaLN projections start at zero,
+        # so the model starts as without it; this map keeps its default (non-zero) init so that
+        # it learns as soon as they move.
+        self.prompt_proj = nn.Linear(dim, dim) if prompt_cond else None
 
     def forward(self, text, text_valid, codes, prompt_lens, code_lens, stage) -> torch.Tensor:
         """Logits (B, C, V) for codebook ``stage`` at every code position.
@@ -74,7 +79,12 @@ class NARModel(nn.Module):
         x = self.drop(torch.cat([x_text, x_code], dim=1))
         key_valid = torch.cat([text_valid, code_valid], dim=1)
         mask = attention_mask(key_valid, causal=False)
-        h = self.transformer(x, mask, cond=self.stage_emb(stage))[:, text.shape[1] :]  # (B, C, D)
+        cond = self.stage_emb(stage)
+        if self.prompt_proj is not None:  # mean of the prompt frames' summed embeddings
+            in_p = (in_prompt & code_valid).to(summed.dtype)
+            pooled = (summed * in_p[..., None]).sum(1) / in_p.sum(1, keepdim=True).clamp(min=1)
+            cond = cond + self.prompt_proj(pooled * self.in_scale)
+        h = self.transformer(x, mask, cond=cond)[:, text.shape[1] :]  # (B, C, D)
 
         weights = torch.stack([e.weight for e in self.code_emb])[stage]  # (B, V, D)
         return torch.einsum("bcd,bvd->bcv", h, weights)

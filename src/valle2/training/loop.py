@@ -85,7 +85,8 @@ def model_config(cfg: Config, n_text_tokens: int, n_codebooks: int, codebook_siz
     if cfg.model.dropout is not None:
         ar, nar = replace(ar, dropout=cfg.model.dropout), replace(nar, dropout=cfg.model.dropout)
     return ModelConfig(n_text_tokens=n_text_tokens, n_codebooks=n_codebooks, codebook_size=codebook_size,
-                       group_size=cfg.model.group_size, prefix_lm=cfg.model.prefix_lm, ar=ar, nar=nar)
+                       group_size=cfg.model.group_size, prefix_lm=cfg.model.prefix_lm,
+                       nar_prompt_cond=cfg.model.nar_prompt_cond, ar=ar, nar=nar)
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
