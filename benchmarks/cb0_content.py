@@ -42,6 +42,7 @@ def main() -> None:
 
     from valle2.audio import load_audio
     from valle2.codec.mel import MelCodec
+    from valle2.codec.phonetic import knn_entries
     from valle2.eval.asr import get_asr
     from valle2.eval.lists import from_lhotse
     from valle2.eval.wer import wer_details
@@ -65,10 +66,7 @@ def main() -> None:
             return codec.phonetic.features(mel[None])[0]
 
     def knn(queries, mels):  # queries (N, H), reference mels [(n_mels, T)] -> (N, n_mels)
-        mel = torch.cat(mels, dim=1)
-        feat = torch.cat([features(m) for m in mels])
-        near = torch.cdist(queries, feat).topk(min(args.knn, feat.shape[0]), largest=False).indices
-        return mel.T[near].mean(1)
+        return knn_entries(codec.phonetic, queries, mels, args.knn)
 
     def table(mels):  # (V, n_mels): kNN frames per centroid
         return knn(codec.phone_centroids, mels)

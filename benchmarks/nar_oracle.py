@@ -75,12 +75,9 @@ def main() -> None:
         pwav, _ = load_audio(p.audio, target_sr=sr)
         prompt = m.prepare_prompt((pwav, sr), p.text)
         if phonetic:  # the prompt's own log-mel for each codebook-0 entry (kNN in feature space)
-            pmel = codec.mel(pwav, sr)
-            with torch.inference_mode():
-                pfeat = codec.phonetic.features(pmel[None])[0]
-            dist = torch.cdist(codec.phone_centroids, pfeat)  # (V, P)
-            near = dist.topk(min(args.knn, pfeat.shape[0]), largest=False).indices  # (V, k)
-            table = pmel.T[near].mean(1)  # (V, n_mels)
+            from valle2.codec.phonetic import knn_entries
+
+            table = knn_entries(codec.phonetic, codec.phone_centroids, [codec.mel(pwav, sr)], args.knn)  # (V, n_mels)
         for n, u in enumerate(targets):
             wav, _ = load_audio(u.audio, target_sr=sr)
             codes = codec.encode(wav, sr)

@@ -12,3 +12,13 @@ def voiced_audio(seconds: float = 2.5, sr: int = 16000, f0: float = 140.0, seed:
     wav = sum(np.sin(k * phase) / k for k in range(1, 12))
     env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
     return (0.2 * wav * env + 0.005 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def vowel_tone(seconds: float, f0: float, seed: int, sr: int = 24000) -> np.ndarray:
+    """A vowel-ish harmonic tone with vibrato and noise: enough structure for a codec's k-means."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f = f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    wav = sum(np.sin(h * phase) / h for h in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * t) ** 2)
+    return (0.2 * wav + 0.01 * rng.standard_normal(len(t))).astype(np.float32)

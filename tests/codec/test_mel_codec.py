@@ -10,19 +10,10 @@ import valle2
 from valle2.codec.base import Codec
 from valle2.codec.mel import MelCodec, MelCodecConfig, build_vocoder, rvq_decode, rvq_encode
 from valle2.codec.mel_train import fit_residual_kmeans
+from valle2_testlib import vowel_tone
 from valle2.errors import AudioError, ModelFileError
 
 SR = 24000
-
-
-def _tones(seconds: float, f0: float, seed: int) -> np.ndarray:
-    """A vowel-ish harmonic tone with vibrato and noise: enough structure for k-means."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f = f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
-    phase = 2 * np.pi * np.cumsum(f) / SR
-    wav = sum(np.sin(h * phase) / h for h in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * t) ** 2)
-    return (0.2 * wav + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +21,7 @@ def codec() -> MelCodec:
     torch.manual_seed(0)
     cfg = MelCodecConfig(n_codebooks=4, codebook_size=16, vocoder_dim=16, vocoder_intermediate=32, vocoder_layers=1)
     probe = MelCodec(replace(cfg, vocoder_dim=None), torch.zeros(4, 16, 80))
-    frames = torch.cat([probe.mel(_tones(1.0, f0, i), SR).T for i, f0 in enumerate((110, 180, 240))])
+    frames = torch.cat([probe.mel(vowel_tone(1.0, f0, i), SR).T for i, f0 in enumerate((110, 180, 240))])
     books = fit_residual_kmeans(frames, n_codebooks=4, codebook_size=16, n_iter=5, seed=0)
     return MelCodec(cfg, books, build_vocoder(cfg))
 
@@ -38,7 +29,7 @@ def codec() -> MelCodec:
 def test_protocol_and_shapes(codec: MelCodec):
     assert isinstance(codec, Codec)
     assert codec.sample_rate == 24000 and codec.frame_rate == 75.0
-    wav = _tones(0.5, 150, 7)  # 12000 samples -> 38 frames (37.5 rounded up)
+    wav = vowel_tone(0.5, 150, 7)  # 12000 samples -> 38 frames (37.5 rounded up)
     codes = codec.encode(wav, SR)
     assert codes.dtype == torch.int64 and codes.shape == (4, 38)
     assert 0 <= codes.min() and codes.max() < 16
@@ -49,7 +40,7 @@ def test_protocol_and_shapes(codec: MelCodec):
 
 
 def test_encode_resamples_and_rejects_bad_audio(codec: MelCodec):
-    wav16 = _tones(0.5, 150, 8)[::3].copy()  # pretend 8 kHz
+    wav16 = vowel_tone(0.5, 150, 8)[::3].copy()  # pretend 8 kHz
     assert codec.encode(wav16, 8000).shape[1] == 38
     with pytest.raises(AudioError):
         codec.encode(np.zeros((2, 100), dtype=np.float32), SR)
@@ -60,7 +51,7 @@ def test_encode_resamples_and_rejects_bad_audio(codec: MelCodec):
 
 
 def test_residual_stages_reduce_error(codec: MelCodec):
-    mel = codec.mel(_tones(1.0, 180, 1), SR).T
+    mel = codec.mel(vowel_tone(1.0, 180, 1), SR).T
     codes = rvq_encode(mel, codec.codebooks)
     errors = [(rvq_decode(codes[:k], codec.codebooks) - mel).pow(2).mean().item() for k in range(1, 5)]
     assert errors == sorted(errors, reverse=True)
@@ -69,7 +60,7 @@ def test_residual_stages_reduce_error(codec: MelCodec):
 def test_save_load_roundtrip(codec: MelCodec, tmp_path: Path):
     codec.save(tmp_path)
     loaded = MelCodec.load(tmp_path)
-    wav = _tones(0.4, 200, 3)
+    wav = vowel_tone(0.4, 200, 3)
     assert torch.equal(codec.encode(wav, SR), loaded.encode(wav, SR))
     codes = codec.encode(wav, SR)
     np.testing.assert_array_equal(codec.decode(codes), loaded.decode(codes))
@@ -93,13 +84,13 @@ def test_registry_rebuilds_codec(codec: MelCodec, tmp_path: Path):
     registry = pytest.importorskip("valle2.codec.registry")
     codec.save(tmp_path)
     rebuilt = registry.load_codec(codec.identity(), tmp_path)
-    wav = _tones(0.3, 120, 4)
+    wav = vowel_tone(0.3, 120, 4)
     assert torch.equal(rebuilt.encode(wav, SR), codec.encode(wav, SR))
 
 
 def test_debug_codec_is_tiny_and_works():
     codec = MelCodec.debug()
-    codes = codec.encode(_tones(0.2, 150, 5), SR)
+    codes = codec.encode(vowel_tone(0.2, 150, 5), SR)
     assert codes.shape == (4, 15)
     assert codec.decode(codes).shape == (15 * 320,)
     assert torch.equal(MelCodec.debug().codebooks, codec.codebooks)  # deterministic
@@ -113,7 +104,7 @@ def test_shipped_codec_loads_and_roundtrips():
     codec = MelCodec.load(SHIPPED)
     assert codec.n_codebooks >= 4 and codec.vocoder is not None
     assert sum(p.stat().st_size for p in SHIPPED.iterdir()) <= 15 * 2**20
-    wav = _tones(1.0, 140, 9)
+    wav = vowel_tone(1.0, 140, 9)
     codes = codec.encode(wav, SR)
     assert codes.shape == (codec.n_codebooks, 75)
     out = codec.decode(codes)

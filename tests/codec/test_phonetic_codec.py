@@ -11,18 +11,10 @@ import torch
 from valle2.codec.mel import MelCodec, MelCodecConfig, build_phone_encoder, build_vocoder, rvq_decode
 from valle2.codec.mel_train import fit_phonetic_kmeans, fit_residual_kmeans, main as mel_train_main
 from valle2.codec.phonetic import PhoneEncoder, greedy_ctc, nearest, phone_labels
+from valle2_testlib import vowel_tone
 from valle2.errors import ModelFileError
 
 SR = 24000
-
-
-def _tones(seconds: float, f0: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f = f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
-    phase = 2 * np.pi * np.cumsum(f) / SR
-    wav = sum(np.sin(h * phase) / h for h in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * t) ** 2)
-    return (0.2 * wav + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
 
 
 CFG = MelCodecConfig(n_codebooks=4, codebook_size=16, vocoder_dim=16, vocoder_intermediate=32, vocoder_layers=1,
@@ -33,7 +25,7 @@ CFG = MelCodecConfig(n_codebooks=4, codebook_size=16, vocoder_dim=16, vocoder_in
 def codec() -> MelCodec:
     torch.manual_seed(0)
     probe = MelCodec(replace(CFG, vocoder_dim=None, first_stage="mel"), torch.zeros(4, 16, 80))
-    mels = [probe.mel(_tones(1.0, f0, i), SR) for i, f0 in enumerate((110, 180, 240))]
+    mels = [probe.mel(vowel_tone(1.0, f0, i), SR) for i, f0 in enumerate((110, 180, 240))]
     encoder = build_phone_encoder(CFG).eval()
     with torch.inference_mode():
         feats = torch.cat([encoder.features(m[None])[0] for m in mels])
@@ -69,7 +61,7 @@ def test_masked_normalisation_matches_unpadded():
 
 
 def test_first_code_is_the_nearest_phonetic_centroid(codec: MelCodec):
-    wav = _tones(0.5, 150, 7)
+    wav = vowel_tone(0.5, 150, 7)
     codes = codec.encode(wav, SR)
     assert codes.shape == (4, 38) and codes.dtype == torch.int64
     mel = codec.mel(wav, SR)
@@ -98,7 +90,7 @@ def test_save_load_roundtrip_is_version_2(codec: MelCodec, tmp_path: Path):
     codec.save(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["version"] == 2
     loaded = MelCodec.load(tmp_path)
-    wav = _tones(0.4, 200, 3)
+    wav = vowel_tone(0.4, 200, 3)
     assert torch.equal(codec.encode(wav, SR), loaded.encode(wav, SR))
     assert loaded.identity() == codec.identity() and loaded.identity()["version"] == 2
 
@@ -139,7 +131,7 @@ def test_recipe_phones_kmeans_export(tmp_path: Path):
         recs, sups = [], []
         for i, text in enumerate(items):
             path = corpus / f"{split}-{i}.wav"
-            sf.write(path, _tones(0.6 + 0.1 * i, 120 + 30 * i, i), SR)
+            sf.write(path, vowel_tone(0.6 + 0.1 * i, 120 + 30 * i, i), SR)
             rec = Recording.from_file(path, recording_id=f"{split}-{i}")
             recs.append(rec)
             sups.append(SupervisionSegment(id=rec.id, recording_id=rec.id, start=0, duration=rec.duration,
@@ -172,7 +164,7 @@ def test_recipe_phones_kmeans_export(tmp_path: Path):
     assert mel_train_main(small + ["export", "--work", str(work), "--out", str(out), "--name", "t"]) == 0
     codec = MelCodec.load(out)
     assert codec.config.first_stage == "phonetic" and codec.n_codebooks == 3
-    codes = codec.encode(_tones(0.5, 150, 9), SR)
+    codes = codec.encode(vowel_tone(0.5, 150, 9), SR)
     assert codes.shape == (3, 38) and int(codes.max()) < 8
 
 
@@ -187,6 +179,24 @@ def test_float16_save_halves_the_networks(codec: MelCodec, tmp_path: Path):
     torch.testing.assert_close(t16["phonetic.head.weight"].float(), t32["phonetic.head.weight"], atol=1e-3, rtol=1e-3)
     loaded = MelCodec.load(tmp_path / "f16")
     assert loaded.phonetic.head.weight.dtype == torch.float32
-    wav = _tones(0.6, 170, 2)
+    wav = vowel_tone(0.6, 170, 2)
     agree = (loaded.encode(wav, SR)[0] == codec.encode(wav, SR)[0]).float().mean()
     assert agree > 0.9  # rounding the recogniser's weights moves few frames to another centroid
+
+
+def test_knn_entries_average_the_nearest_reference_frames(codec: MelCodec):
+    from valle2.codec.phonetic import knn_entries
+
+    mel = codec.mel(vowel_tone(0.5, 160, 4), SR)
+    with torch.inference_mode():
+        feat = codec.phonetic.features(mel[None])[0]
+    # each frame's own features query the same utterance: k=1 returns the frame itself
+    torch.testing.assert_close(knn_entries(codec.phonetic, feat, [mel], k=1), mel.T)
+    # several references: features per reference utterance, frames pooled across them
+    refs = [mel[:, :20], mel[:, 20:]]
+    out = knn_entries(codec.phonetic, codec.phone_centroids, refs, k=3)
+    assert out.shape == (16, 80)
+    with torch.inference_mode():
+        pooled = torch.cat([codec.phonetic.features(r[None])[0] for r in refs])
+    near = torch.cdist(codec.phone_centroids[:1], pooled).topk(3, largest=False).indices[0]
+    torch.testing.assert_close(out[0], mel.T[near].mean(0))

@@ -25,6 +25,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,12 +34,11 @@ import torch.nn.functional as F
 
 from valle2.errors import AudioError, ModelFileError
 
-if False:  # typing only
+if TYPE_CHECKING:
     from valle2.codec.phonetic import PhoneEncoder
 
 CODEC_TYPE = "valle2-mel"
-FORMAT_VERSION = 2  # 1: mel first stage only; 2 adds the phonetic first stage (read: 1 and 2)
-READ_VERSIONS = (1, 2)
+READ_VERSIONS = (1, 2)  # 1: mel first stage only; 2 adds the phonetic first stage
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -364,6 +364,11 @@ class MelCodec:
         return wav.clamp(-1.0, 1.0).numpy().astype(np.float32)
 
     # -- identity and files ---------------------------------------------------------------
+    @property
+    def format_version(self) -> int:
+        """2 with a phonetic first stage, else 1 (so that v1 readers still read plain codecs)."""
+        return 2 if self.phonetic is not None else 1
+
     def identity(self) -> dict:
         h = hashlib.sha256(self.codebooks.numpy().tobytes())
         if self.phonetic is not None:  # codes depend on the recogniser and its centroids too
@@ -373,7 +378,7 @@ class MelCodec:
         digest = h.hexdigest()[:16]
         return {
             "type": CODEC_TYPE,
-            "version": 2 if self.phonetic is not None else 1,
+            "version": self.format_version,
             "name": self.config.name,
             "sample_rate": self.sample_rate,
             "frame_rate": self.frame_rate,
@@ -401,8 +406,7 @@ class MelCodec:
             tensors["phone_centroids"] = self.phone_centroids
             tensors.update(net("phonetic", self.phonetic))
         save_file(tensors, str(folder / WEIGHTS_FILE))
-        version = 2 if self.phonetic is not None else 1  # v1 readers can still read plain codecs
-        header = {"format": CODEC_TYPE, "version": version, "config": asdict(self.config)}
+        header = {"format": CODEC_TYPE, "version": self.format_version, "config": asdict(self.config)}
         (folder / CONFIG_FILE).write_text(json.dumps(header, indent=2) + "\n")
 
     @classmethod

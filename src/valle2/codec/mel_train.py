@@ -94,6 +94,12 @@ def load_features(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def _utterances(feats: dict[str, np.ndarray]):
+    offsets = feats["offsets"]
+    for i, rid in enumerate(feats["ids"]):
+        yield str(rid), offsets[i], offsets[i + 1]
+
+
 # ---------------------------------------------------------------------------------------
 # Residual k-means
 
@@ -133,20 +139,23 @@ def fit_residual_kmeans(
     return torch.stack(books)
 
 
-def rvq_distortion(mels: np.ndarray, codebooks: torch.Tensor) -> list[float]:
-    """Log-mel RMS error after 1..K stages on frames [D, N] (how much each stage buys)."""
-    x = torch.from_numpy(mels.astype(np.float32)).T
-    codes = rvq_encode(x, codebooks)
-    return [(rvq_decode(codes[: k + 1], codebooks) - x).pow(2).mean().sqrt().item() for k in range(len(codebooks))]
+def encode_features(codec: MelCodec, feats: dict[str, np.ndarray]) -> torch.Tensor:
+    """Codes [K, ΣT] of every utterance of a features file, encoded one utterance at a time
+    (a phonetic first stage normalises and looks at context per utterance)."""
+    return torch.cat([codec.encode_mel(torch.from_numpy(feats["mels"][:, a:b].astype(np.float32)))
+                      for _, a, b in _utterances(feats)], dim=1)
 
 
-def quantize_mels(mels: np.ndarray, codebooks: torch.Tensor, chunk: int = 100_000) -> np.ndarray:
-    """Log-mels [D, N] -> their RVQ reconstruction [D, N] (float16)."""
-    out = np.empty(mels.shape, dtype=np.float16)
-    for start in range(0, mels.shape[1], chunk):
-        x = torch.from_numpy(mels[:, start : start + chunk].astype(np.float32)).T
-        out[:, start : start + chunk] = rvq_decode(rvq_encode(x, codebooks), codebooks).T.numpy()
-    return out
+def rvq_distortion(codec: MelCodec, feats: dict[str, np.ndarray]) -> list[float]:
+    """Log-mel RMS error after 1..K stages over a features file (how much each stage buys)."""
+    codes, books = encode_features(codec, feats), codec.codebooks
+    x = torch.from_numpy(feats["mels"].astype(np.float32)).T
+    return [(rvq_decode(codes[: k + 1], books) - x).pow(2).mean().sqrt().item() for k in range(len(books))]
+
+
+def quantize_mels(codec: MelCodec, feats: dict[str, np.ndarray]) -> np.ndarray:
+    """Every utterance's log-mel [D, ΣT] -> its reconstruction by ``codec`` (float16)."""
+    return codec.dequantize(encode_features(codec, feats)).numpy().astype(np.float16)
 
 
 # ---------------------------------------------------------------------------------------
@@ -170,12 +179,6 @@ def phone_targets(texts: dict[str, str], language: str = "en-us") -> tuple[list[
     inventory = sorted({p for seq in labels.values() for p in seq})
     index = {p: i + 1 for i, p in enumerate(inventory)}
     return inventory, {rid: [index[p] for p in seq] for rid, seq in labels.items()}
-
-
-def _utterances(feats: dict[str, np.ndarray]):
-    offsets = feats["offsets"]
-    for i, rid in enumerate(feats["ids"]):
-        yield str(rid), offsets[i], offsets[i + 1]
 
 
 def _pad_mels(mels: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -339,15 +342,6 @@ def fit_phonetic_kmeans(
     return torch.cat([entries[None], rest]), centroids
 
 
-def quantize_mels_with(codec: MelCodec, feats: dict[str, np.ndarray]) -> np.ndarray:
-    """Every utterance's log-mel [D, ΣT] -> its quantised log-mel by ``codec`` (float16)."""
-    out = np.empty(feats["mels"].shape, dtype=np.float16)
-    for _, a, b in _utterances(feats):
-        codes = codec.encode_mel(torch.from_numpy(feats["mels"][:, a:b].astype(np.float32)))
-        out[:, a:b] = codec.dequantize(codes).numpy()
-    return out
-
-
 # ---------------------------------------------------------------------------------------
 # Vocoder losses
 
@@ -413,14 +407,10 @@ def train_vocoder(
 ) -> int:
     """Train (or resume) the vocoder for ``minutes`` of wall time; returns the last step."""
     feats = load_features(work / f"features_{split}.npz")
-    codebooks = _load_codebooks(work)
     qpath = work / f"qmels_{split}.npy"
     if not qpath.exists():
         log.info("quantising %d frames", feats["mels"].shape[1])
-        if cfg.first_stage == "phonetic":
-            np.save(qpath, quantize_mels_with(build_codec(work, cfg, with_vocoder=False), feats))
-        else:
-            np.save(qpath, quantize_mels(feats["mels"], codebooks))
+        np.save(qpath, quantize_mels(build_codec(work, cfg, with_vocoder=False), feats))
     qmels = np.load(qpath, mmap_mode="r")
 
     torch.manual_seed(seed)
@@ -482,12 +472,6 @@ def train_vocoder(
 
 # ---------------------------------------------------------------------------------------
 # Export
-
-
-def _load_codebooks(work: Path) -> torch.Tensor:
-    from safetensors.torch import load_file
-
-    return load_file(str(work / "kmeans.safetensors"))["codebooks"]
 
 
 def build_codec(work: Path, cfg: MelCodecConfig, with_vocoder: bool = True) -> MelCodec:
@@ -596,13 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
         eval_path = args.work / f"features_{args.eval_split}.npz"
         if eval_path.exists():
-            codec = build_codec(args.work, cfg, with_vocoder=False)
-            held = load_features(eval_path)
-            codes = [codec.encode_mel(torch.from_numpy(held["mels"][:, a:b].astype(np.float32)))
-                     for _, a, b in _utterances(held)]
-            codes = torch.cat(codes, dim=1)
-            x = torch.from_numpy(held["mels"].astype(np.float32)).T
-            rms = [(rvq_decode(codes[: k + 1], books) - x).pow(2).mean().sqrt().item() for k in range(len(books))]
+            rms = rvq_distortion(build_codec(args.work, cfg, with_vocoder=False), load_features(eval_path))
             log.info("%s log-mel RMS error after 1..%d stages: %s", args.eval_split, len(rms),
                      " ".join(f"{r:.4f}" for r in rms))
     elif args.cmd == "phones":

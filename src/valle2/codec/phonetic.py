@@ -91,3 +91,17 @@ def greedy_ctc(log_probs: torch.Tensor) -> list[int]:
             out.append(c)
         prev = c
     return out
+
+
+def knn_entries(encoder: PhoneEncoder, queries: torch.Tensor, mels: list[torch.Tensor], k: int = 4) -> torch.Tensor:
+    """kNN-VC-style lookup (Baas et al., 2023): for each query in the recogniser's feature space
+    [N, dim] (e.g. the codebook-0 centroids), the mean log-mel of the ``k`` frames of ``mels``
+    (reference utterances, each [n_mels, T]) whose features are nearest -> [N, n_mels].
+
+    Decodes codebook 0 with a speaker's own frames instead of the speaker-independent entries
+    (benchmarks/nar_oracle.py, benchmarks/cb0_content.py)."""
+    mel = torch.cat(mels, dim=1)
+    with torch.inference_mode():
+        feat = torch.cat([encoder.features(m[None])[0] for m in mels])
+    near = torch.cdist(queries, feat).topk(min(k, feat.shape[0]), largest=False).indices  # (N, k)
+    return mel.T[near].mean(1)
