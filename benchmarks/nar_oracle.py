@@ -6,6 +6,9 @@ held-out utterances, decode four versions and transcribe them (faster-whisper ti
 - ``nar``: codebooks 1..K-1 from the model's NAR, greedy (what synthesis does);
 - ``nar_soft``: the NAR's expected entry per codebook (probability-weighted mean of the
   centroids; valle2-mel only).
+- ``nar_med``: minimum-expected-distortion codes: per codebook, the centroid nearest to the
+  NAR's expected entry (the Bayes choice under squared error, where greedy takes the most
+  probable code), each stage conditioned on the codes chosen before it.
 - ``cb01_true``: true codebooks 0 and 1 + the mean entry of the rest (how much a NAR that got
   only codebook 1 right would give).
 - with a phonetic codebook 0 (valle2-mel-v2), two decoders that skip the NAR, to separate the
@@ -57,7 +60,7 @@ def main() -> None:
     utts = from_lhotse(args.corpus / f"synth_recordings_{args.split}.jsonl.gz",
                        args.corpus / f"synth_supervisions_{args.split}.jsonl.gz")
     asr = get_asr("faster-whisper", cpu_threads=args.threads)
-    kinds = ["full", "cb0_mean", "cb01_true", "nar", "nar_soft"]
+    kinds = ["full", "cb0_mean", "cb01_true", "nar", "nar_soft", "nar_med"]
     phonetic = getattr(codec, "phonetic", None) is not None
     if phonetic:
         kinds += ["knn_prompt", "ar_knn", "ar_full"]
@@ -87,15 +90,20 @@ def main() -> None:
             allc = torch.zeros(1, K, P + T, dtype=torch.long)
             allc[0, :, :P], allc[0, 0, P:] = prompt.codes, codes[0]
             soft = C[0][codes[0]].clone()
+            med = allc.clone()
             with torch.inference_mode():
                 for j in range(1, K):
                     logits = m.nar(text, valid, allc, torch.tensor([P]), torch.tensor([P + T]), torch.tensor([j]))[0, P:]
                     allc[0, j, P:] = logits.argmax(-1)
                     soft += logits.float().softmax(-1) @ C[j]
+                    logits = m.nar(text, valid, med, torch.tensor([P]), torch.tensor([P + T]), torch.tensor([j]))[0, P:]
+                    expected = logits.float().softmax(-1) @ C[j].float()  # (T, n_mels)
+                    med[0, j, P:] = torch.cdist(expected, C[j].float()).argmin(-1)
             mean_rest = sum(C[j].mean(0) for j in range(1, K))
             outs = {"full": codec.decode(codes), "cb0_mean": vocode(C[0][codes[0]] + mean_rest),
                     "cb01_true": vocode(C[0][codes[0]] + C[1][codes[1]] + sum(C[j].mean(0) for j in range(2, K))),
-                    "nar": codec.decode(allc[0, :, P:]), "nar_soft": vocode(soft)}
+                    "nar": codec.decode(allc[0, :, P:]), "nar_soft": vocode(soft),
+                    "nar_med": codec.decode(med[0, :, P:])}
             if phonetic:
                 outs["knn_prompt"] = vocode(table[codes[0]])
                 gen = torch.cat([r.codes for r in m.generate(m.make_rows(u.text, prompt), seed=n)], dim=1)

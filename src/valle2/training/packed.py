@@ -121,7 +121,7 @@ def load_packed(path: str | Path, device: str | torch.device = "cpu") -> PackedD
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("valle2", "null"))
             t = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, ValueError, json.JSONDecodeError) as e:
+    except Exception as e:  # safetensors raises its own SafetensorError on a bad header
         raise DataFileError(f"{path} is not a packed token file: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataFileError(f"{path} is not a packed token file (format {meta and meta.get('format')!r})")

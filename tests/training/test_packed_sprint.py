@@ -1,0 +1,142 @@
+"""Packed token data (one file, batches gathered on the device) and the time-budgeted sprint run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from valle2.data.dataset import TokenizedDataset
+from valle2.data.shards import DataFileError
+from valle2.data.tokenize import open_tokenized
+from valle2.training.packed import PackedBatches, load_packed, pack_tokenized, plan_batches
+from valle2.training.sprint import SprintSettings, export_sprint, load_weights, lr_at_time, save_weights, train_sprint
+from trainkit import one_thread, tiny_tokens, train_config  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(scope="module")
+def packed(tiny_tokens, tmp_path_factory):  # noqa: F811 (fixture)
+    train_dir, valid_dir, _ = tiny_tokens
+    out = tmp_path_factory.mktemp("packed")
+    pack_tokenized([train_dir], out / "train.safetensors")
+    pack_tokenized([valid_dir], out / "valid.safetensors")
+    return out
+
+
+def test_packed_batches_equal_the_lhotse_path(tiny_tokens, packed):  # noqa: F811 (fixture)
+    train_dir, _, _ = tiny_tokens
+    tok = open_tokenized([train_dir])
+    cuts = list(tok.cuts)
+    data = load_packed(packed / "train.safetensors")
+    assert data.n_utterances == len(cuts) and data.meta["symbols"] == tok.symbols.to_dict()
+    assert data.codes.dtype == torch.uint8  # the debug codec's codes fit a byte: the file is a quarter the size
+    ds = TokenizedDataset(n_codebooks=tok.n_codebooks, eos_id=tok.symbols.eos_id, pad_id=tok.symbols.pad_id)
+    pb = PackedBatches(data, eos_id=tok.symbols.eos_id, pad_id=tok.symbols.pad_id, max_frames=10**6)
+    idx = np.array([3, 0, 5])
+    want = ds[[cuts[i] for i in idx]]
+    got = pb.collate(idx)
+    for key in ("text", "text_valid", "codes", "code_lens"):
+        assert torch.equal(got[key], want[key]), key
+    assert got["frames"] == want["frames"]
+    # NAR fields: no crop -> the whole codes; the prompt split leaves >= 1 frame each side; stages 1..K-1
+    assert torch.equal(got["nar_codes"], got["codes"])
+    p, n = got["nar_prompt_lens"], got["nar_code_lens"]
+    assert bool(((p >= 1) & (p <= n - 1)).all())
+    assert bool(((got["nar_stage"] >= 1) & (got["nar_stage"] < tok.n_codebooks)).all())
+
+
+def test_packed_nar_crop_windows_the_codes(packed):
+    data = load_packed(packed / "train.safetensors")
+    pb = PackedBatches(data, eos_id=1, max_frames=10**6, nar_crop_frames=20, seed=3)
+    idx = np.arange(data.n_utterances)
+    b = pb.collate(idx)
+    assert b["nar_codes"].shape[-1] == 20
+    for row in range(len(idx)):
+        L = int(b["nar_code_lens"][row])
+        assert L == min(20, int(b["code_lens"][row]))
+        window = b["nar_codes"][row, :, :L]
+        full = b["codes"][row, :, : int(b["code_lens"][row])]
+        # the window is a contiguous stretch of the utterance
+        hits = [s for s in range(full.shape[-1] - L + 1) if torch.equal(full[:, s : s + L], window)]
+        assert hits, row
+
+
+def test_plan_batches_cover_each_utterance_once_within_budget():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 200, size=500)
+    batches = plan_batches(lengths, 1000, np.random.default_rng(1), pool=100)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(500))
+    assert all(len(b) * lengths[b].max() <= 1000 for b in batches)
+    again = plan_batches(lengths, 1000, np.random.default_rng(1), pool=100)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))  # deterministic in the seed
+    # an utterance longer than the budget is a batch of its own, not dropped
+    solo = plan_batches(np.array([5, 5000, 5]), 100, np.random.default_rng(0))
+    assert sorted(np.concatenate(solo).tolist()) == [0, 1, 2] and any(b.tolist() == [1] for b in solo)
+
+
+def test_load_packed_names_bad_files(tmp_path):
+    with pytest.raises(DataFileError, match="does not exist"):
+        load_packed(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(DataFileError, match="not a packed token file"):
+        load_packed(junk)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(other), metadata={"valle2": json.dumps({"format": "something-else"})})
+    with pytest.raises(DataFileError, match="not a packed token file"):
+        load_packed(other)
+
+
+def test_lr_follows_the_clock():
+    kw = dict(peak=1e-3, warmup=10, budget=100.0, min_ratio=0.1)
+    assert lr_at_time(0, 0.0, **kw) == pytest.approx(1e-4)  # warm-up by steps
+    assert lr_at_time(50, 0.0, **kw) == pytest.approx(1e-3)
+    assert lr_at_time(50, 50.0, **kw) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert lr_at_time(50, 100.0, **kw) == pytest.approx(1e-4)
+    assert lr_at_time(50, 500.0, **kw) == pytest.approx(1e-4)  # past the budget: the floor
+
+
+def test_weights_split_into_small_files_and_back(tmp_path):
+    state = {"a.w": torch.randn(300, 300), "b.w": torch.randn(300, 300), "c.step": torch.tensor([3])}
+    paths = save_weights(state, tmp_path, "best", torch.float16, max_file_mb=0.2)  # 180 kB per fp16 matrix
+    assert len(paths) == 2 and all(p.stat().st_size < 0.25 * 2**20 for p in paths)
+    back = load_weights(tmp_path, "best")
+    assert back.keys() == state.keys() and back["a.w"].dtype == torch.float16
+    assert torch.allclose(back["a.w"].float(), state["a.w"], atol=2e-3) and torch.equal(back["c.step"], state["c.step"])
+    save_weights({"a.w": torch.zeros(2)}, tmp_path, "best", torch.float16, max_file_mb=1)
+    assert load_weights(tmp_path, "best").keys() == {"a.w"}  # the earlier files are gone, not mixed in
+    with pytest.raises(Exception, match="no last"):
+        load_weights(tmp_path, "last")
+
+
+def test_sprint_trains_validates_and_exports(tiny_tokens, packed, tmp_path):  # noqa: F811 (fixture)
+    train_dir, valid_dir, _ = tiny_tokens
+    cfg = train_config(train_dir, valid_dir, tmp_path / "unused", "model.nar_prompt_cond=true", "optim.lr=3e-3")
+    settings = SprintSettings(budget_s=6.0, max_frames=400, warmup_steps=2, valid_every_s=2.0, save_every_s=2.0,
+                              log_every=2, weights_dtype="float32")
+    doc = train_sprint(cfg, packed / "train.safetensors", tmp_path / "run", settings,
+                       valid_path=packed / "valid.safetensors", device="cpu")
+    assert doc["step"] > 4 and doc["epochs"] >= 1
+    train_rows = [r for r in doc["history"] if r["split"] == "train"]
+    valid_rows = [r for r in doc["history"] if r["split"] == "valid"]
+    assert train_rows and valid_rows and valid_rows[-1]["step"] == doc["step"]
+    assert train_rows[-1]["loss"] < train_rows[0]["loss"]  # it learns
+    best = min(valid_rows, key=lambda r: r["ar_loss"] + r["nar_loss"])
+    assert doc["best"]["step"] == best["step"]
+    assert (tmp_path / "run" / "last-00.safetensors").is_file()
+
+    from valle2.models.valle2 import VallE2
+
+    folder = export_sprint(tmp_path / "run", tmp_path / "model", which="last")
+    model = VallE2.from_pretrained(folder)
+    assert model.config.nar_prompt_cond
+    last = load_weights(tmp_path / "run", "last")
+    own = model.state_dict()
+    shared = [k for k in last if k in own]
+    assert len(shared) > 10 and any(k.startswith("ar.") for k in shared) and any(k.startswith("nar.") for k in shared)
+    assert all(torch.equal(own[k].float(), last[k].float()) for k in shared)
+    with pytest.raises(Exception, match="not a sprint run folder"):
+        export_sprint(tmp_path, tmp_path / "m2")
