@@ -16,7 +16,9 @@ held-out utterances, decode four versions and transcribe them (faster-whisper ti
   ``--knn`` prompt frames nearest to its centroid in the recogniser's feature space (kNN-VC
   style, Baas et al. 2023): ``knn_prompt`` on the TRUE codebook 0, ``ar_knn`` on the codebook 0
   the AR generates for the text (model's default sampling, seed = item), and ``ar_full`` =
-  the model's own synthesis of the same sample (AR + NAR + vocoder).
+  the model's own synthesis of the same sample (AR + NAR + vocoder); ``ar_mean``: the AR's
+  codebook 0 + the mean entry of every later codebook. ``ar_length_ratio``: generated frames /
+  the true utterance's frames (below 1: the AR ends early).
 
 The NAR's acoustic prompt is another utterance of the same voice, with its transcript.
 
@@ -42,6 +44,10 @@ def main() -> None:
     ap.add_argument("--per-voice", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--knn", type=int, default=4, help="prompt frames averaged per codebook-0 entry")
+    ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion"], default=None,
+                    help="the NAR decoding of ar_full (the model's own synthesis); default: the model's")
+    ap.add_argument("--top-p", type=float, default=None, help="AR sampling of ar_* (default: the model's)")
+    ap.add_argument("--temperature", type=float, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -53,6 +59,11 @@ def main() -> None:
     from valle2.generation.ar_decode import pad_text
 
     m = VallE2.from_pretrained(args.model).eval()
+    if args.nar_decoding:
+        from dataclasses import replace
+
+        m.sampling = replace(m.sampling, nar_decoding=args.nar_decoding)
+    m.sampling = m.sampling_config(top_p=args.top_p, temperature=args.temperature)
     codec, sr = m.codec, m.sample_rate
     if not hasattr(codec, "codebooks"):
         raise SystemExit("this diagnostic needs the valle2-mel codec (explicit centroids)")
@@ -63,7 +74,8 @@ def main() -> None:
     kinds = ["full", "cb0_mean", "cb01_true", "nar", "nar_soft", "nar_med"]
     phonetic = getattr(codec, "phonetic", None) is not None
     if phonetic:
-        kinds += ["knn_prompt", "ar_knn", "ar_full"]
+        kinds += ["knn_prompt", "ar_knn", "ar_full", "ar_mean"]
+    lengths = {"true": 0, "ar": 0}
     refs, hyps = [], {k: [] for k in kinds}
 
     def vocode(mel):  # (T, n_mels) -> waveform
@@ -109,10 +121,14 @@ def main() -> None:
                 gen = torch.cat([r.codes for r in m.generate(m.make_rows(u.text, prompt), seed=n)], dim=1)
                 outs["ar_knn"] = vocode(table[gen[0]])
                 outs["ar_full"] = codec.decode(gen)
+                outs["ar_mean"] = vocode(C[0][gen[0]] + mean_rest)
+                lengths["true"] += T
+                lengths["ar"] += gen.shape[1]
             refs.append(u.text)
             for k in kinds:
                 hyps[k].append(asr.transcribe(outs[k], sr))
-    print(json.dumps({"model": args.model, "utterances": len(refs), "voices": args.voices,
+    extra = {"ar_length_ratio": round(lengths["ar"] / max(1, lengths["true"]), 3)} if phonetic else {}
+    print(json.dumps({"model": args.model, "sampling": m.sampling.to_dict(), **extra, "utterances": len(refs), "voices": args.voices,
                       **{f"wer_{k}": round(wer_details(refs, hyps[k]).wer, 3) for k in kinds}}))
 
 

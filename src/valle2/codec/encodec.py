@@ -112,6 +112,11 @@ class EncodecCodec:
         self._causal = bool(cfg.use_causal_conv) and float(cfg.trim_right_ratio) == 1.0
         self._min_batch_frames = max(int(cfg.kernel_size), int(cfg.last_kernel_size))
 
+    def code_entries(self) -> torch.Tensor:
+        """``(K, V, D)``: each code's latent vector (the quantised latent is their sum)."""
+        layers = self.model.quantizer.layers[: self.n_codebooks]
+        return torch.stack([layer.codebook.embed.detach().float().cpu() for layer in layers])
+
     def __repr__(self) -> str:
         return (
             f"EncodecCodec({self._identity.get('name_or_path', 'tiny_random')}, {self.bandwidth:g} kbps, "

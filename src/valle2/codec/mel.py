@@ -342,6 +342,10 @@ class MelCodec:
         """Codes [K', T] -> quantised log-mel [n_mels, T] (K' < K uses the first stages only)."""
         return rvq_decode(self._check_codes(codes), self.codebooks).T
 
+    def code_entries(self) -> torch.Tensor:
+        """``(K, V, n_mels)``: each code's log-mel vector (a frame decodes to their sum)."""
+        return self.codebooks
+
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """Codes [K, T] -> float32 waveform [T * hop] at 24 kHz (vocoder, else Griffin-Lim)."""

@@ -1,4 +1,12 @@
-"""NAR decoding: K-1 greedy passes fill codebooks 1..K-1 of the generated frames, batched."""
+"""NAR decoding: K-1 passes fill codebooks 1..K-1 of the generated frames, batched.
+
+Each pass picks one code per frame, either the most probable one (``greedy``, the paper's
+choice) or, given the codec's code entries, the entry nearest to the NAR's *expected* entry
+``sum_v p(v) e_v`` (``min_distortion``): the code that minimises the expected squared error
+of the decoded representation, ``E||e_v - X||^2 = ||e_v - E[X]||^2 + const``. With a residual
+codec whose stages have many near-equivalent entries, greedy decoding commits to confident
+wrong codes; benchmarks/RESULTS.md measures both.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +18,14 @@ from valle2.models.nar import NARModel
 
 @torch.inference_mode()
 def nar_generate(
-    model: NARModel, texts: list[torch.Tensor], prompts: list[torch.Tensor], targets: list[torch.Tensor]
+    model: NARModel, texts: list[torch.Tensor], prompts: list[torch.Tensor], targets: list[torch.Tensor],
+    entries: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """texts: ids ending in EOS; prompts: all codes (K, P_i); targets: codebook 0 (T_i,) -> codes (K, T_i)."""
+    """texts: ids ending in EOS; prompts: all codes (K, P_i); targets: codebook 0 (T_i,) -> codes (K, T_i).
+
+    ``entries`` (K, V, D), the codec's code vectors: decode by minimum expected distortion
+    instead of greedily (module docstring).
+    """
     device = next(model.parameters()).device
     K = model.K
     B = len(texts)
@@ -28,5 +41,15 @@ def nar_generate(
     for j in range(1, K):
         stage = torch.full((B,), j, dtype=torch.long, device=device)
         logits = model(text, text_valid, codes, prompt_lens, code_lens, stage)  # (B, C, V)
-        codes[:, j] = torch.where(is_target, logits.argmax(-1), codes[:, j])
+        codes[:, j] = torch.where(is_target, pick_codes(logits, None if entries is None else entries[j]), codes[:, j])
     return [codes[i, :, int(prompt_lens[i]) : int(code_lens[i])].cpu() for i in range(B)]
+
+
+def pick_codes(logits: torch.Tensor, entries: torch.Tensor | None = None) -> torch.Tensor:
+    """Codes ``(..., )`` from logits ``(..., V)``: argmax, or the entry nearest the expected entry."""
+    if entries is None:
+        return logits.argmax(-1)
+    e = entries.to(logits.device, torch.float32)  # (V, D)
+    expected = logits.float().softmax(-1) @ e  # (..., D)
+    # argmin_v ||e_v - x||^2 = argmin_v (||e_v||^2 - 2 e_v . x)
+    return ((e * e).sum(-1) - 2 * expected @ e.T).argmin(-1)

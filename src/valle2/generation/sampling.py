@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 
+NAR_DECODINGS = ("greedy", "min_distortion")
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     top_p: float = 0.8
@@ -21,6 +24,7 @@ class SamplingConfig:
     ras_window: int = 10  # K in the paper
     ras_threshold: float = 0.1  # t_r in the paper
     repetition_aware: bool = True
+    nar_decoding: str = "greedy"  # or "min_distortion" (needs a codec with code entries; nar_decode.py)
 
     def __post_init__(self):
         if not 0.0 < self.top_p <= 1.0:
@@ -31,6 +35,8 @@ class SamplingConfig:
             raise ValueError(f"top_k is {self.top_k}; must be >= 1")
         if self.ras_window < 1:
             raise ValueError(f"ras_window is {self.ras_window}; must be >= 1")
+        if self.nar_decoding not in NAR_DECODINGS:
+            raise ValueError(f"nar_decoding is {self.nar_decoding!r}; must be one of {', '.join(NAR_DECODINGS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -242,9 +242,13 @@ class VallE2(nn.Module):
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else random.randrange(2**63))
         sep = [self.symbols.id("_")] if "_" in self.symbols else []
+        sampling = sampling or self.sampling
+        entries = None
+        if sampling.nar_decoding == "min_distortion" and hasattr(self.codec, "code_entries"):
+            entries = self.codec.code_entries()
         return generate_rows(self.ar, self.nar, rows, sep_ids=sep, eos_id=self.symbols.id("<eos>"),
-                             sampling=sampling or self.sampling, generator=gen, max_batch=max_batch,
-                             nar_precision=self.nar_precision)
+                             sampling=sampling, generator=gen, max_batch=max_batch,
+                             nar_precision=self.nar_precision, code_entries=entries)
 
     def sampling_config(self, **overrides) -> SamplingConfig:
         overrides = {k: v for k, v in overrides.items() if v is not None}

@@ -1,0 +1,82 @@
+"""NAR decoding by minimum expected distortion (SamplingConfig.nar_decoding='min_distortion')."""
+
+import json
+
+import pytest
+import torch
+
+from valle2 import VallE2
+from valle2.codec.mel import MelCodec
+from valle2.generation.nar_decode import nar_generate, pick_codes
+from valle2.generation.pipeline import generate_rows
+from valle2.generation.sampling import SamplingConfig
+from valle2.models.nar import NARModel
+
+PROMPT_TEXT = "This is my voice."
+
+
+def test_picks_the_entry_nearest_the_expectation_not_the_most_probable():
+    entries = torch.tensor([[0.0], [1.0], [10.0]])
+    logits = torch.log(torch.tensor([[0.45, 0.10, 0.45]]))
+    assert pick_codes(logits).tolist() == [0]  # greedy: the first of the two modes
+    # E[x] = 0.1 + 4.5 = 4.6: entry 1.0 is the nearest (3.6 away), the modes are 4.6 and 5.4 away
+    assert pick_codes(logits, entries).tolist() == [1]
+    sharp = torch.log(torch.tensor([[0.01, 0.01, 0.98]]))
+    assert pick_codes(sharp, entries).tolist() == [2]  # a confident NAR keeps its code
+
+
+def test_equal_norm_orthogonal_entries_reduce_to_greedy():
+    torch.manual_seed(0)
+    nar = NARModel(n_text_tokens=20, n_codebooks=4, codebook_size=16, dim=32, n_layers=1, n_heads=4, ffn_dim=64,
+                   dropout=0.0).eval()
+    texts = [torch.randint(4, 20, (7,)), torch.randint(4, 20, (5,))]
+    prompts = [torch.randint(0, 16, (4, 6)), torch.randint(0, 16, (4, 9))]
+    targets = [torch.randint(0, 16, (11,)), torch.randint(0, 16, (4,))]
+    greedy = nar_generate(nar, texts, prompts, targets)
+    eye = torch.eye(16).expand(4, 16, 16)  # ||e_v|| = 1 and e_v . E[x] = p(v): the nearest is the most probable
+    med = nar_generate(nar, texts, prompts, targets, entries=eye)
+    for g, m, t in zip(greedy, med, targets):
+        assert torch.equal(g, m) and torch.equal(m[0], t)
+    spread = torch.randn(4, 16, 3) * torch.linspace(0.1, 5, 16)[None, :, None]  # unequal entries: other codes
+    other = nar_generate(nar, texts, prompts, targets, entries=spread)
+    assert all(o.shape == g.shape and torch.equal(o[0], g[0]) for o, g in zip(other, greedy))
+    assert any(not torch.equal(o[1:], g[1:]) for o, g in zip(other, greedy))
+
+
+def test_setting_is_validated_and_needs_entries():
+    with pytest.raises(ValueError, match="nar_decoding"):
+        SamplingConfig(nar_decoding="beam")
+    with pytest.raises(ValueError, match="code entries"):
+        generate_rows(None, None, [object()], sep_ids=[], eos_id=1, sampling=SamplingConfig(nar_decoding="min_distortion"),
+                      generator=None)
+
+
+def test_codecs_expose_their_code_entries(debug_model):
+    entries = debug_model.codec.code_entries()
+    K, V = debug_model.codec.n_codebooks, debug_model.codec.codebook_size
+    assert entries.shape[:2] == (K, V) and entries.dtype == torch.float32
+    mel = MelCodec.debug(n_codebooks=4, codebook_size=16)
+    assert mel.code_entries().shape == (4, 16, mel.config.n_mels)
+    codes = torch.randint(0, 16, (4, 5))
+    # the entries are what the codec decodes with: a frame's log-mel is the sum of its codes' entries
+    from valle2.codec.mel import rvq_decode
+
+    want = sum(mel.code_entries()[k][codes[k]] for k in range(4))
+    assert torch.allclose(rvq_decode(codes, mel.codebooks), want)
+
+
+def test_model_synthesizes_with_it_and_saves_the_choice(debug_model, prompt_wav, tmp_path):
+    folder = debug_model.save_pretrained(tmp_path / "m")
+    meta = json.loads((folder / "config.json").read_text())
+    meta["sampling"]["nar_decoding"] = "min_distortion"
+    (folder / "config.json").write_text(json.dumps(meta))
+    model = VallE2.from_pretrained(folder)
+    assert model.sampling.nar_decoding == "min_distortion"
+    prompt = model.prepare_prompt(str(prompt_wav), PROMPT_TEXT)
+    [med] = model.generate(model.make_rows("Nearest to the mean.", prompt), seed=0)
+    [greedy] = model.generate(model.make_rows("Nearest to the mean.", prompt), seed=0,
+                              sampling=model.sampling_config(nar_decoding="greedy"))
+    assert torch.equal(med.codes[0], greedy.codes[0])  # same seed: the AR's codebook 0 is the same
+    assert (med.codes >= 0).all() and (med.codes < model.config.codebook_size).all()
+    wav, sr = model.synthesize("Nearest to the mean.", str(prompt_wav), PROMPT_TEXT, seed=0)
+    assert wav.size > 0 and sr == model.sample_rate
