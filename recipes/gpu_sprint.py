@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     e.add_argument("--codec-by-name", action="store_true")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout, force=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
 
     if args.cmd == "pack":
         from valle2.training.packed import pack_tokenized

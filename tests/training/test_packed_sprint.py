@@ -140,3 +140,22 @@ def test_sprint_trains_validates_and_exports(tiny_tokens, packed, tmp_path):  # 
     assert all(torch.equal(own[k].float(), last[k].float()) for k in shared)
     with pytest.raises(Exception, match="not a sprint run folder"):
         export_sprint(tmp_path, tmp_path / "m2")
+
+
+def test_recipe_script_packs_trains_and_exports(tiny_tokens, tmp_path):  # noqa: F811 (fixture)
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "recipes" / "gpu_sprint.py"
+    spec = importlib.util.spec_from_file_location("gpu_sprint", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    train_dir, valid_dir, _ = tiny_tokens
+    assert mod.main(["pack", "--data", str(train_dir), "--out", str(tmp_path / "t.safetensors")]) == 0
+    assert mod.main(["pack", "--data", str(valid_dir), "--out", str(tmp_path / "v.safetensors")]) == 0
+    assert mod.main(["train", "--config", "debug", "--train", str(tmp_path / "t.safetensors"), "--valid",
+                     str(tmp_path / "v.safetensors"), "--out", str(tmp_path / "run"), "--minutes", "0.03",
+                     "--max-frames", "400", "--no-last", "--device", "cpu"]) == 0
+    assert not list((tmp_path / "run").glob("last-*")) and list((tmp_path / "run").glob("best-*"))
+    assert mod.main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "model")]) == 0
+    assert (tmp_path / "model" / "model.safetensors").is_file()
