@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -48,6 +49,8 @@ def main() -> None:
                     help="the NAR decoding of ar_full (the model's own synthesis); default: the model's")
     ap.add_argument("--top-p", type=float, default=None, help="AR sampling of ar_* (default: the model's)")
     ap.add_argument("--temperature", type=float, default=None)
+    ap.add_argument("--min-ratio", type=float, default=None,
+                    help="the AR may not end before this fraction of the expected length (default: the model's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -59,11 +62,9 @@ def main() -> None:
     from valle2.generation.ar_decode import pad_text
 
     m = VallE2.from_pretrained(args.model).eval()
-    if args.nar_decoding:
-        from dataclasses import replace
-
-        m.sampling = replace(m.sampling, nar_decoding=args.nar_decoding)
-    m.sampling = m.sampling_config(top_p=args.top_p, temperature=args.temperature)
+    m.sampling = m.sampling_config(top_p=args.top_p, temperature=args.temperature, nar_decoding=args.nar_decoding)
+    if args.min_ratio is not None:
+        m.length = replace(m.length, min_ratio=args.min_ratio)
     codec, sr = m.codec, m.sample_rate
     if not hasattr(codec, "codebooks"):
         raise SystemExit("this diagnostic needs the valle2-mel codec (explicit centroids)")
@@ -128,7 +129,7 @@ def main() -> None:
             for k in kinds:
                 hyps[k].append(asr.transcribe(outs[k], sr))
     extra = {"ar_length_ratio": round(lengths["ar"] / max(1, lengths["true"]), 3)} if phonetic else {}
-    print(json.dumps({"model": args.model, "sampling": m.sampling.to_dict(), **extra, "utterances": len(refs), "voices": args.voices,
+    print(json.dumps({"model": args.model, "sampling": m.sampling.to_dict(), "min_ratio": m.length.min_ratio, **extra, "utterances": len(refs), "voices": args.voices,
                       **{f"wer_{k}": round(wer_details(refs, hyps[k]).wer, 3) for k in kinds}}))
 
 

@@ -2,7 +2,7 @@
 """Train the demo model in a fixed slot on one (lent) GPU, from packed token data.
 
     # here, once: the tokenized corpus -> one file each (36 MB for the 15.7 h demo corpus)
-    python recipes/gpu_sprint.py pack --data tokens/train tokens/train2 --out packed/train.safetensors
+    python recipes/gpu_sprint.py pack --data tokens/train tokens/train2 --out packed/train.safetensors [--xz]
     python recipes/gpu_sprint.py pack --data tokens/held-out --out packed/valid.safetensors
     # on the GPU machine: 8 minutes of training, weights + run.json into OUT
     python recipes/gpu_sprint.py train --config demo --train packed/train.safetensors \\
@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--min-seconds", type=float, default=1.0)
     p.add_argument("--max-seconds", type=float, default=20.0)
+    p.add_argument("--xz", action="store_true", help="also write OUT.xz (train/valid accept it directly)")
     t = sub.add_parser("train", help="a time-budgeted run on one device")
     t.add_argument("--config", default="demo")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -60,6 +61,10 @@ def main(argv=None) -> int:
 
         meta = pack_tokenized(args.data, args.out, min_seconds=args.min_seconds, max_seconds=args.max_seconds)
         print(f"{args.out}: {meta['n_utterances']} utterances ({meta['skipped']} outside the duration limits)")
+        if args.xz:
+            from valle2.training.packed import compress_packed
+
+            print(compress_packed(args.out))
     elif args.cmd == "train":
         from valle2.config import load_config
         from valle2.training.sprint import SprintSettings, train_sprint

@@ -45,6 +45,23 @@ def test_packed_batches_equal_the_lhotse_path(tiny_tokens, packed):  # noqa: F81
     assert bool(((got["nar_stage"] >= 1) & (got["nar_stage"] < tok.n_codebooks)).all())
 
 
+def test_xz_packed_file_loads_the_same(packed, tmp_path):
+    import shutil
+
+    from valle2.training.packed import compress_packed
+
+    plain = shutil.copy(packed / "train.safetensors", tmp_path / "t.safetensors")
+    xz = compress_packed(plain)
+    assert xz.name == "t.safetensors.xz" and xz.stat().st_size < plain.stat().st_size
+    a, b = load_packed(plain), load_packed(xz)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.phones, b.phones) and a.meta == b.meta
+    assert np.array_equal(a.code_len, b.code_len)
+    bad = tmp_path / "bad.safetensors.xz"
+    bad.write_bytes(b"not xz at all")
+    with pytest.raises(DataFileError, match="not a readable .xz"):
+        load_packed(bad)
+
+
 def test_packed_nar_crop_windows_the_codes(packed):
     data = load_packed(packed / "train.safetensors")
     pb = PackedBatches(data, eos_id=1, max_frames=10**6, nar_crop_frames=20, seed=3)

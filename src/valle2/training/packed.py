@@ -111,12 +111,40 @@ def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: floa
     return meta
 
 
+def compress_packed(path: str | Path) -> Path:
+    """``path`` -> ``path.xz`` (codec codes compress 2-3x; a remote slot's transfer is small)."""
+    import lzma
+    import shutil
+
+    path = Path(path)
+    out = path.with_name(path.name + ".xz")
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(path, "rb") as src, lzma.open(tmp, "wb", preset=6) as dst:
+        shutil.copyfileobj(src, dst, 1 << 24)
+    tmp.replace(out)
+    return out
+
+
 def load_packed(path: str | Path, device: str | torch.device = "cpu") -> PackedData:
+    """Read a packed file (or its ``.xz``, decompressed to a temporary file first)."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"packed token file {path} does not exist")
+    if path.suffix == ".xz":
+        import lzma
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = Path(tmp) / path.stem
+            try:
+                with lzma.open(path, "rb") as src, open(plain, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 24)
+            except lzma.LZMAError as e:
+                raise DataFileError(f"{path} is not a readable .xz file: {e}") from None
+            return load_packed(plain, device)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("valle2", "null"))
