@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     t = sub.add_parser("train", help="a time-budgeted run on one device")
     t.add_argument("--config", default="demo")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    t.add_argument("--train", required=True)
+    t.add_argument("--train", required=True, nargs="+", help="packed file(s) [.xz]; several are joined")
     t.add_argument("--valid")
     t.add_argument("--out", required=True)
     t.add_argument("--minutes", type=float, required=True)

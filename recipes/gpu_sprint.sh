@@ -2,15 +2,16 @@
 # Two demo-model sprints side by side on one lent GPU (the model is far too small to fill it),
 # a learning-rate hedge: A = lr 2e-3 with 64k-frame batches, B = lr 1e-3 with 32k-frame batches.
 # usage: recipes/gpu_sprint.sh DATA_DIR OUT_DIR MINUTES [FRAMES_A FRAMES_B [MORE TRAIN ARGS, e.g. --set model.dropout=0.2]]
-#   DATA_DIR holds train.safetensors[.xz] and valid.safetensors (recipes/gpu_sprint.py pack [--xz])
+#   DATA_DIR holds train*.safetensors[.xz] (all are used) and valid.safetensors (recipes/gpu_sprint.py pack [--xz])
 set -u
 data=$1 out=$2 minutes=$3 frames_a=${4:-64000} frames_b=${5:-32000}
 shift $(( $# < 5 ? $# : 5 ))
 export PYTHONPATH="$(dirname "$0")/../src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 mkdir -p "$out/a" "$out/b"
 py=${PYTHON:-python3}
-train="$data/train.safetensors"; [ -f "$train" ] || train="$train.xz"
-common=(train --config demo --set model.nar_prompt_cond=true --train "$train"
+shopt -s nullglob
+train=("$data"/train*.safetensors "$data"/train*.safetensors.xz)  # several are joined
+common=(train --config demo --set model.nar_prompt_cond=true --train "${train[@]}"
         --valid "$data/valid.safetensors" --minutes "$minutes" --no-last --valid-every-s 45 "$@")
 limit=$(python3 -c "print(int($minutes * 60 + 90))")
 timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr=2e-3 --max-frames "$frames_a" \

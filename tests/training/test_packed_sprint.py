@@ -62,6 +62,26 @@ def test_xz_packed_file_loads_the_same(packed, tmp_path):
         load_packed(bad)
 
 
+def test_several_packed_files_join_into_one(packed):
+    from valle2.training.packed import concat_packed
+
+    a = load_packed(packed / "train.safetensors")
+    b = load_packed(packed / "valid.safetensors")
+    both = concat_packed([a, b])
+    assert both.n_utterances == a.n_utterances + b.n_utterances
+    eos = 1
+    pa = PackedBatches(a, eos_id=eos, max_frames=10**6).collate(np.array([2]))
+    pb = PackedBatches(b, eos_id=eos, max_frames=10**6).collate(np.array([1]))
+    pj = PackedBatches(both, eos_id=eos, max_frames=10**6).collate(np.array([2, a.n_utterances + 1]))
+    for key in ("codes", "text"):
+        assert torch.equal(pj[key][0, ..., : pa[key].shape[-1]], pa[key][0])
+        assert torch.equal(pj[key][1, ..., : pb[key].shape[-1]], pb[key][0])
+    other = load_packed(packed / "valid.safetensors")
+    other.meta = {**other.meta, "codebook_size": 999}
+    with pytest.raises(DataFileError, match="codebook_size"):
+        concat_packed([a, other])
+
+
 def test_packed_nar_crop_windows_the_codes(packed):
     data = load_packed(packed / "train.safetensors")
     pb = PackedBatches(data, eos_id=1, max_frames=10**6, nar_crop_frames=20, seed=3)
@@ -134,7 +154,7 @@ def test_sprint_trains_validates_and_exports(tiny_tokens, packed, tmp_path):  # 
     cfg = train_config(train_dir, valid_dir, tmp_path / "unused", "model.nar_prompt_cond=true", "optim.lr=3e-3")
     settings = SprintSettings(budget_s=6.0, max_frames=400, warmup_steps=2, valid_every_s=2.0, save_every_s=2.0,
                               log_every=2, weights_dtype="float32")
-    doc = train_sprint(cfg, packed / "train.safetensors", tmp_path / "run", settings,
+    doc = train_sprint(cfg, [packed / "train.safetensors", packed / "train.safetensors"], tmp_path / "run", settings,
                        valid_path=packed / "valid.safetensors", device="cpu")
     assert doc["step"] > 4 and doc["epochs"] >= 1
     train_rows = [r for r in doc["history"] if r["split"] == "train"]

@@ -163,6 +163,29 @@ def load_packed(path: str | Path, device: str | torch.device = "cpu") -> PackedD
                       t["phone_off"].numpy(), t["phone_len"].numpy(), meta)
 
 
+def concat_packed(parts: list[PackedData]) -> PackedData:
+    """Several packed files (same codec and symbol table) as one."""
+    first = parts[0]
+    for p in parts[1:]:
+        for key in ("codec", "symbols", "language", "n_codebooks", "codebook_size"):
+            if p.meta[key] != first.meta[key]:
+                raise DataFileError(f"packed files differ in {key}: {p.meta.get('sources')} vs {first.meta.get('sources')}")
+    if len(parts) == 1:
+        return first
+    dtype = max((p.codes.dtype for p in parts), key=lambda d: torch.iinfo(d).bits)
+    pdtype = max((p.phones.dtype for p in parts), key=lambda d: torch.iinfo(d).bits)
+    code_base = np.cumsum([0] + [p.codes.shape[1] for p in parts[:-1]])
+    phone_base = np.cumsum([0] + [p.phones.shape[0] for p in parts[:-1]])
+    meta = {**first.meta, "sources": [s for p in parts for s in p.meta.get("sources", [])],
+            "n_utterances": sum(p.n_utterances for p in parts)}
+    return PackedData(
+        torch.cat([p.codes.to(dtype) for p in parts], dim=1), torch.cat([p.phones.to(pdtype) for p in parts]),
+        np.concatenate([p.code_off + b for p, b in zip(parts, code_base)]),
+        np.concatenate([p.code_len for p in parts]),
+        np.concatenate([p.phone_off + b for p, b in zip(parts, phone_base)]),
+        np.concatenate([p.phone_len for p in parts]), meta)
+
+
 def plan_batches(lengths: np.ndarray, max_frames: int, rng: np.random.Generator, *,
                  pool: int = 2000) -> list[np.ndarray]:
     """One epoch of length-bucketed batches (indices), shuffled.

@@ -34,7 +34,7 @@ from valle2.training.distributed import DistEnv, grad_norm_value
 from valle2.training.loop import (
     TrainModule, autocast_context, model_config, param_groups, seed_everything, validate,
 )
-from valle2.training.packed import PackedBatches, load_packed
+from valle2.training.packed import PackedBatches, concat_packed, load_packed
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _write_json(path: Path, obj) -> None:
     tmp.replace(path)
 
 
-def train_sprint(cfg: Config, train_path: str | Path, out_dir: str | Path, settings: SprintSettings, *,
+def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path, settings: SprintSettings, *,
                  valid_path: str | Path | None = None, device: str | None = None) -> dict:
     """Train ``cfg``'s models on packed data for ``settings.budget_s`` seconds; returns run.json's content."""
     from valle2.text import SymbolTable
@@ -116,7 +116,8 @@ def train_sprint(cfg: Config, train_path: str | Path, out_dir: str | Path, setti
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data = load_packed(train_path, dev)
+    paths = [train_path] if isinstance(train_path, (str, Path)) else list(train_path)
+    data = concat_packed([load_packed(p, dev) for p in paths])
     valid = load_packed(valid_path, dev) if valid_path else None
     meta = data.meta
     if valid is not None and (valid.meta["codec"] != meta["codec"] or valid.meta["symbols"] != meta["symbols"]):
@@ -145,7 +146,7 @@ def train_sprint(cfg: Config, train_path: str | Path, out_dir: str | Path, setti
     step, epoch, frames = 0, 0, 0
     doc = {"format": "valle2-sprint", "version": 1, "config": config_to_dict(cfg), "model_config": mcfg.to_dict(),
            "symbols": meta["symbols"], "codec": meta["codec"], "language": meta["language"],
-           "train_data": str(train_path), "valid_data": str(valid_path) if valid_path else None,
+           "train_data": [str(p) for p in paths], "valid_data": str(valid_path) if valid_path else None,
            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "n_params": n_params, "settings": settings.__dict__}
 
