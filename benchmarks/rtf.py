@@ -1,6 +1,7 @@
 """Real-time factor of synthesis, split into AR, NAR and codec decode.
 
-    python benchmarks/rtf.py --model MODEL_DIR --threads 1 [--nar-precision fp32|bf16] [--frames 270]
+    python benchmarks/rtf.py --model MODEL_DIR --threads 1 [--nar-precision fp32|bf16] [--frames 270] \
+        [--nar-decoding greedy|min_distortion]
 
 Runs one sentence in the voice of the bundled demo prompt. The AR is held to exactly
 ``--frames`` frames (EOS suppressed until then) so that models with different weights —
@@ -33,11 +34,14 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=270, help="generated frames (270 = 3.6 s at 75 Hz)")
     ap.add_argument("--text", default="The quick brown fox jumps over the lazy dog by the river.")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion"], default=None, help="default: the model's")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     model = VallE2.from_pretrained(args.model)
     precision = args.nar_precision or model.nar_precision
+    decoding = args.nar_decoding or model.sampling.nar_decoding
+    entries = model.codec.code_entries() if decoding == "min_distortion" else None
     prompt = model.prepare_prompt(DEMO / "prompt.wav", (DEMO / "prompt.txt").read_text().strip())
     [row] = model.make_rows(args.text, prompt)
     sep = [model.symbols.id("_")]
@@ -49,7 +53,7 @@ def main() -> None:
                          torch.Generator().manual_seed(0), min_frames=[args.frames])
         t1 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            codes = nar_generate(model.nar, text, [prompt.codes], ar.codes)[0]
+            codes = nar_generate(model.nar, text, [prompt.codes], ar.codes, entries=entries)[0]
         t2 = time.perf_counter()
         wav = model.codec.decode(codes)
         t3 = time.perf_counter()
@@ -58,7 +62,7 @@ def main() -> None:
     seconds = len(wav) / model.sample_rate
     ar_s, nar_s, codec_s = best
     result = {
-        "model": args.model, "threads": args.threads, "nar_precision": precision, "audio_seconds": round(seconds, 3),
+        "model": args.model, "threads": args.threads, "nar_precision": precision, "nar_decoding": decoding, "audio_seconds": round(seconds, 3),
         "ar_s": round(ar_s, 3), "ar_ms_per_step": round(ar_s / ar.steps * 1000, 2), "nar_s": round(nar_s, 3),
         "codec_s": round(codec_s, 3), "rtf": round(sum(best) / seconds, 4),
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),

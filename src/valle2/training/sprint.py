@@ -122,6 +122,10 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
     meta = data.meta
     if valid is not None and (valid.meta["codec"] != meta["codec"] or valid.meta["symbols"] != meta["symbols"]):
         raise Valle2Error("the validation data was packed with another codec or symbol table than the training data")
+    name = meta["codec"].get("name")
+    if name and getattr(cfg.codec, "path", None) and Path(cfg.codec.path).name != name:
+        logger.warning("the data was tokenized with codec %s but the config names %s: export with "
+                       "--set codec.path=<%s folder or bundled name>", name, cfg.codec.path, name)
     symbols = SymbolTable.from_dict(meta["symbols"])
     mcfg = model_config(cfg, len(symbols), data.n_codebooks, meta["codebook_size"])
     seed_everything(cfg.train.seed)
