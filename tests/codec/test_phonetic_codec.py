@@ -200,3 +200,11 @@ def test_knn_entries_average_the_nearest_reference_frames(codec: MelCodec):
         pooled = torch.cat([codec.phonetic.features(r[None])[0] for r in refs])
     near = torch.cdist(codec.phone_centroids[:1], pooled).topk(3, largest=False).indices[0]
     torch.testing.assert_close(out[0], mel.T[near].mean(0))
+
+
+def test_a_single_codebook_fits():  # the phonetic stage alone (K = 1): no residual stages
+    g = torch.Generator().manual_seed(0)
+    mels, feats = torch.randn(80, 200, generator=g).numpy(), torch.randn(200, 12, generator=g).numpy()
+    books, centroids = fit_phonetic_kmeans(mels, feats, n_codebooks=1, codebook_size=8, n_iter=2)
+    assert books.shape == (1, 8, 80) and centroids.shape == (8, 12)
+    assert fit_residual_kmeans(torch.randn(50, 80), 0, 8).shape == (0, 8, 80)

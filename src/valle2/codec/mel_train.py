@@ -136,7 +136,7 @@ def fit_residual_kmeans(
         books.append(cb)
         residual = residual - cb[rvq_encode(residual, cb[None])[0]]
         log.info("stage %d: residual RMS %.4f", k, residual.pow(2).mean().sqrt().item())
-    return torch.stack(books)
+    return torch.stack(books) if books else frames.new_zeros(0, codebook_size, frames.shape[1])
 
 
 def encode_features(codec: MelCodec, feats: dict[str, np.ndarray]) -> torch.Tensor:
