@@ -208,3 +208,12 @@ def test_a_single_codebook_fits():  # the phonetic stage alone (K = 1): no resid
     books, centroids = fit_phonetic_kmeans(mels, feats, n_codebooks=1, codebook_size=8, n_iter=2)
     assert books.shape == (1, 8, 80) and centroids.shape == (8, 12)
     assert fit_residual_kmeans(torch.randn(50, 80), 0, 8).shape == (0, 8, 80)
+
+
+def test_a_single_codebook_codec_encodes_and_decodes(codec: MelCodec):
+    one = MelCodec(replace(CFG, n_codebooks=1), codec.codebooks[:1], codec.vocoder, codec.phonetic,
+                   codec.phone_centroids)
+    wav = vowel_tone(0.4, 200, 3)
+    codes = one.encode(wav, SR)
+    assert codes.shape[0] == 1 and torch.equal(codes[0], codec.encode(wav, SR)[0])
+    assert one.decode(codes).size > 0

@@ -139,7 +139,7 @@ def rvq_encode(x: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
         idx = dist.argmin(-1)
         codes.append(idx)
         residual = residual - cb[idx]
-    return torch.stack(codes)
+    return torch.stack(codes) if codes else torch.zeros(0, x.shape[0], dtype=torch.long)
 
 
 def rvq_decode(codes: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
