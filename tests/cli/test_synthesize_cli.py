@@ -43,6 +43,20 @@ def test_cli_accepts_stereo_44k_prompt_and_options(capsys, tmp_path):
     assert sf.info(out).frames > 0
 
 
+def test_cli_nar_decoding_option(capsys, prompt_wav, tmp_path):
+    outs = {}
+    for mode in ("greedy", "min_distortion"):
+        outs[mode] = tmp_path / f"{mode}.wav"
+        code, _, err = run_cli(capsys, "--text", "Nearest entry.", "--prompt", str(prompt_wav), "--out",
+                               str(outs[mode]), "--nar-decoding", mode)
+        assert code == 0, err
+    a, b = sf.read(outs["greedy"])[0], sf.read(outs["min_distortion"])[0]
+    assert len(a) == len(b) and not np.array_equal(a, b)  # same seed and codebook 0, other later codes
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "x.wav"),
+                "--nar-decoding", "beam")
+
+
 def _write(tmp_path, name, wav, sr=16000):
     p = tmp_path / name
     sf.write(p, wav, sr)
