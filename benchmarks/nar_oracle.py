@@ -60,6 +60,7 @@ def main() -> None:
     from valle2.eval.lists import from_lhotse
     from valle2.eval.wer import wer_details
     from valle2.generation.ar_decode import pad_text
+    from valle2.generation.nar_decode import pick_codes
 
     m = VallE2.from_pretrained(args.model).eval()
     m.sampling = m.sampling_config(top_p=args.top_p, temperature=args.temperature, nar_decoding=args.nar_decoding)
@@ -110,8 +111,7 @@ def main() -> None:
                     allc[0, j, P:] = logits.argmax(-1)
                     soft += logits.float().softmax(-1) @ C[j]
                     logits = m.nar(text, valid, med, torch.tensor([P]), torch.tensor([P + T]), torch.tensor([j]))[0, P:]
-                    expected = logits.float().softmax(-1) @ C[j].float()  # (T, n_mels)
-                    med[0, j, P:] = torch.cdist(expected, C[j].float()).argmin(-1)
+                    med[0, j, P:] = pick_codes(logits, C[j])
             mean_rest = sum(C[j].mean(0) for j in range(1, K))
             outs = {"full": codec.decode(codes), "cb0_mean": vocode(C[0][codes[0]] + mean_rest),
                     "cb01_true": vocode(C[0][codes[0]] + C[1][codes[1]] + sum(C[j].mean(0) for j in range(2, K))),

@@ -68,7 +68,7 @@ def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: floa
     """Pack tokenized folders (``valle2 tokenize``) into one file; returns its metadata."""
     from safetensors.torch import save_file
 
-    from valle2.data.shards import ShardReader, atomic_write_bytes
+    from valle2.data.shards import ShardReader
     from valle2.data.tokenize import open_tokenized
 
     data = open_tokenized(dirs)
@@ -106,8 +106,7 @@ def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: floa
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     save_file(tensors, str(tmp), metadata={"valle2": json.dumps(meta)})
-    atomic_write_bytes(out, tmp.read_bytes())
-    tmp.unlink()
+    tmp.replace(out)
     return meta
 
 
@@ -186,6 +185,20 @@ def concat_packed(parts: list[PackedData]) -> PackedData:
         np.concatenate([p.phone_len for p in parts]), meta)
 
 
+def _cut_sorted(order: np.ndarray, lengths: np.ndarray, max_frames: int) -> list[np.ndarray]:
+    """Indices sorted by length -> consecutive runs whose ``len(run) * max(lengths)`` is at most
+    ``max_frames`` (an utterance longer than that is a run of its own)."""
+    if len(order) == 0:
+        return []
+    batches, start = [], 0
+    for i in range(1, len(order)):
+        if (i - start + 1) * int(lengths[order[i]]) > max_frames:  # sorted: order[i] is the longest
+            batches.append(order[start:i])
+            start = i
+    batches.append(order[start:])
+    return batches
+
+
 def plan_batches(lengths: np.ndarray, max_frames: int, rng: np.random.Generator, *,
                  pool: int = 2000) -> list[np.ndarray]:
     """One epoch of length-bucketed batches (indices), shuffled.
@@ -198,15 +211,7 @@ def plan_batches(lengths: np.ndarray, max_frames: int, rng: np.random.Generator,
     batches: list[np.ndarray] = []
     for s in range(0, len(order), pool):
         chunk = order[s : s + pool]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        start, longest = 0, 0
-        for i, idx in enumerate(chunk):
-            longest_if = max(longest, int(lengths[idx]))
-            if i > start and (i - start + 1) * longest_if > max_frames:
-                batches.append(chunk[start:i])
-                start, longest_if = i, int(lengths[idx])
-            longest = longest_if
-        batches.append(chunk[start:])
+        batches += _cut_sorted(chunk[np.argsort(lengths[chunk], kind="stable")], lengths, max_frames)
     rng.shuffle(batches)
     return batches
 
@@ -227,13 +232,7 @@ class PackedBatches:
     def epoch(self, epoch: int, *, shuffle: bool = True):
         """The batches of one epoch (index arrays), deterministic in (seed, epoch)."""
         if not shuffle:
-            order = np.argsort(self.data.code_len, kind="stable")
-            out, start = [], 0
-            for i in range(1, len(order) + 1):
-                if i == len(order) or (i - start + 1) * int(self.data.code_len[order[i]]) > self.max_frames:
-                    out.append(order[start:i])
-                    start = i
-            return out
+            return _cut_sorted(np.argsort(self.data.code_len, kind="stable"), self.data.code_len, self.max_frames)
         return plan_batches(self.data.code_len, self.max_frames, np.random.default_rng([self.seed, epoch]))
 
     def _gather(self, flat: torch.Tensor, off: np.ndarray, lens: np.ndarray, width: int, pad: int) -> torch.Tensor:

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from valle2.config import Config, config_from_dict, config_to_dict
+from valle2.data.shards import write_json
 from valle2.errors import Valle2Error
 from valle2.models.builders import build_ar, build_nar
 from valle2.models.config import ModelConfig
@@ -96,12 +97,6 @@ def load_weights(run_dir: Path, prefix: str) -> dict:
     for f in files:
         state.update(load_file(str(f)))
     return state
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path, settings: SprintSettings, *,
@@ -177,7 +172,7 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
     def save() -> None:
         if settings.save_last:
             save_weights(module.state_dict(), out_dir, "last", dtype, settings.max_file_mb)
-        _write_json(out_dir / "run.json", {**doc, "step": step, "epochs": epoch,
+        write_json(out_dir / "run.json", {**doc, "step": step, "epochs": epoch,
                                            "elapsed_s": time.perf_counter() - start, "history": history})
 
     start = time.perf_counter()
