@@ -44,7 +44,7 @@ def main() -> None:
     entries = model.codec.code_entries() if decoding == "min_distortion" else None
     prompt = model.prepare_prompt(DEMO / "prompt.wav", (DEMO / "prompt.txt").read_text().strip())
     [row] = model.make_rows(args.text, prompt)
-    sep = [model.symbols.id("_")]
+    sep = model.symbols.separator_ids()
     text = [torch.tensor(row.prompt.phone_ids + sep + row.target_ids + [model.symbols.id("<eos>")])]
     best = None
     for _ in range(args.repeats):

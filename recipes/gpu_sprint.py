@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     t.add_argument("--save-every-s", type=float, default=60.0)
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--no-last", action="store_true", help="write only the best weights (fewer files)")
+    t.add_argument("--init-from", help="start from these weights: a sprint OUT folder (best) or a model folder "
+                   "(= --set train.init_from=...)")
     t.add_argument("--device")
     e = sub.add_parser("export", help="a sprint's weights -> a save_pretrained folder")
     e.add_argument("run_dir")
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
         from valle2.config import load_config
         from valle2.training.sprint import SprintSettings, train_sprint
 
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides + ([f"train.init_from={args.init_from}"] if args.init_from else []))
         s = SprintSettings(budget_s=args.minutes * 60, max_frames=args.max_frames, warmup_steps=args.warmup_steps,
                            valid_every_s=args.valid_every_s, save_every_s=args.save_every_s, log_every=args.log_every,
                            save_last=not args.no_last)

@@ -99,6 +99,12 @@ class DataConfig:
     nar_crop_seconds: Optional[float] = None  # the NAR sees a random window of at most this length
     nar_prompt_min: float = 0.1  # NAR prompt/target split point, as a fraction of the utterance (SPEC.md §2)
     nar_prompt_max: float = 0.5
+    # Prompt pairs: the probability that a training row is another utterance of the same speaker
+    # followed by the utterance (text: a + separator + b; codes: a ++ b), the layout inference
+    # uses; the NAR's prompt is then that other utterance. 0 trains on single utterances
+    # (benchmarks/RESULTS.md, "Prompt pairs", for why the demo recipe uses them).
+    pair_prob: float = 0.0
+    pair_max_seconds: float = 20.0  # longest pair (both utterances)
     num_workers: int = 0  # DataLoader worker processes per rank
 
 
@@ -161,6 +167,8 @@ class Config:
              "utterances fit in no batch"),
             (0 < self.data.nar_prompt_min <= self.data.nar_prompt_max < 1, "data.nar_prompt_min/max",
              (self.data.nar_prompt_min, self.data.nar_prompt_max), "0 < min <= max < 1"),
+            (0 <= self.data.pair_prob <= 1, "data.pair_prob", self.data.pair_prob, "between 0 and 1"),
+            (self.data.pair_max_seconds > 0, "data.pair_max_seconds", self.data.pair_max_seconds, "positive"),
             (self.optim.accum_steps >= 1, "optim.accum_steps", self.optim.accum_steps, ">= 1"),
             (self.optim.lr > 0, "optim.lr", self.optim.lr, "> 0"),
             (self.optim.warmup_steps >= 0, "optim.warmup_steps", self.optim.warmup_steps, ">= 0"),

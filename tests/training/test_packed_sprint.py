@@ -1,6 +1,7 @@
 """Packed token data (one file, batches gathered on the device) and the time-budgeted sprint run."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,147 @@ def test_recipe_script_packs_trains_and_exports(tiny_tokens, tmp_path):  # noqa:
     assert not list((tmp_path / "run").glob("last-*")) and list((tmp_path / "run").glob("best-*"))
     assert mod.main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "model")]) == 0
     assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+# ----------------------------------------------------------------------------- prompt pairs
+
+
+def test_pick_partners_same_speaker_other_utterance_within_length():
+    from valle2.data.dataset import pick_partners
+
+    speaker = np.array([0, 1, 0, 2, 1, 0, 1])  # speaker 2 has a single utterance
+    length = np.array([10, 20, 30, 10, 50, 40, 10])
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = pick_partners(np.arange(7), speaker, length, prob=1.0, max_length=70, rng=rng)
+        assert p[3] == -1  # no other utterance of speaker 2
+        for i, j in enumerate(p):
+            if j >= 0:
+                assert j != i and speaker[j] == speaker[i] and length[i] + length[j] <= 70
+        assert p[0] >= 0 and p[6] >= 0  # partners that fit always exist for these (4 draws of 2 candidates)
+    assert (pick_partners(np.arange(7), speaker, length, prob=0.0, max_length=70, rng=rng) == -1).all()
+    # nothing fits under max_length 15 -> no pairs
+    assert (pick_partners(np.arange(7), speaker, length, prob=1.0, max_length=15, rng=rng) == -1).all()
+    # about half the rows are paired at prob 0.5 (a speaker with many short utterances)
+    many = pick_partners(np.arange(2000), np.zeros(2000, dtype=np.int64), np.ones(2000), prob=0.5, max_length=2,
+                         rng=rng)
+    assert 0.45 < (many >= 0).mean() < 0.55
+
+
+def test_pairs_lay_out_prompt_separator_target_as_inference_does(tiny_tokens, packed):  # noqa: F811 (fixture)
+    train_dir, _, _ = tiny_tokens
+    tok = open_tokenized([train_dir])
+    data = load_packed(packed / "train.safetensors")
+    assert data.speaker is not None and sorted(data.meta["speakers"]) == ["spk0", "spk1"]
+    cuts = list(tok.cuts)
+    assert [data.meta["speakers"][s] for s in data.speaker] == [c.supervisions[0].speaker for c in cuts]
+    sep = tok.symbols.separator_ids()[0]
+    pb = PackedBatches(data, eos_id=tok.symbols.eos_id, pad_id=tok.symbols.pad_id, max_frames=10**6,
+                       pair_prob=1.0, pair_max_frames=10**6, sep_id=sep)
+    rows = np.concatenate(pb.epoch(0))
+    assert rows.shape == (data.n_utterances, 2) and (rows[:, 0] >= 0).all()
+    assert sorted(rows[:, 1].tolist()) == list(range(data.n_utterances))  # each utterance once as the target
+    assert (data.speaker[rows[:, 0]] == data.speaker[rows[:, 1]]).all() and (rows[:, 0] != rows[:, 1]).all()
+    single = PackedBatches(data, eos_id=tok.symbols.eos_id, pad_id=tok.symbols.pad_id, max_frames=10**6)
+    batch_rows = np.array([[2, 0], [-1, 5], [1, 3]])
+    got = pb.collate(batch_rows)
+    for r, (a, b) in enumerate(batch_rows):
+        one_b = single.collate(np.array([b]))
+        tb, cb = one_b["text"][0][one_b["text_valid"][0]], one_b["codes"][0][:, : int(one_b["code_lens"][0])]
+        if a >= 0:
+            one_a = single.collate(np.array([a]))
+            ta = one_a["text"][0][one_a["text_valid"][0]][:-1]  # without its <eos>
+            ca = one_a["codes"][0][:, : int(one_a["code_lens"][0])]
+            want_text = torch.cat([ta, torch.tensor([sep]), tb])
+            want_codes = torch.cat([ca, cb], dim=1)
+            assert int(got["nar_prompt_lens"][r]) == ca.shape[1]  # the NAR's prompt is the partner utterance
+        else:
+            want_text, want_codes = tb, cb
+        n = len(want_text)
+        assert torch.equal(got["text"][r][:n], want_text) and int(got["text_valid"][r].sum()) == n
+        assert bool((got["text"][r][n:] == tok.symbols.pad_id).all())
+        T = want_codes.shape[1]
+        assert int(got["code_lens"][r]) == T and torch.equal(got["codes"][r][:, :T], want_codes)
+        assert bool((got["codes"][r][:, T:] == 0).all())
+    assert got["frames"] == int(got["code_lens"].sum())
+
+
+def test_pairs_need_speakers_and_join_speaker_lists(packed):
+    from dataclasses import replace
+
+    from valle2.training.packed import concat_packed
+
+    a, b = load_packed(packed / "train.safetensors"), load_packed(packed / "valid.safetensors")
+    old = replace(a, speaker=None)  # what a version-1 file loads as
+    with pytest.raises(DataFileError, match="re-pack"):
+        PackedBatches(old, eos_id=1, max_frames=1000, pair_prob=0.5)
+    PackedBatches(old, eos_id=1, max_frames=1000)  # single utterances still train
+    both = concat_packed([a, b])
+    names = both.meta["speakers"]
+    want = [a.meta["speakers"][s] for s in a.speaker] + [b.meta["speakers"][s] for s in b.speaker]
+    assert [names[s] for s in both.speaker] == want
+    assert concat_packed([old, b]).speaker is None
+
+
+def test_sprint_with_pairs_starts_from_earlier_weights(tiny_tokens, packed, tmp_path):  # noqa: F811 (fixture)
+    from valle2.errors import Valle2Error
+
+    train_dir, valid_dir, _ = tiny_tokens
+    cfg = train_config(train_dir, valid_dir, tmp_path / "unused", "data.pair_prob=0.5", "optim.lr=3e-3")
+    settings = SprintSettings(budget_s=3.0, max_frames=600, warmup_steps=2, valid_every_s=100.0, log_every=2,
+                              weights_dtype="float32")
+    first = train_sprint(cfg, packed / "train.safetensors", tmp_path / "a", settings,
+                         valid_path=packed / "valid.safetensors", device="cpu")
+    start = load_weights(tmp_path / "a", "best")
+    nothing = SprintSettings(budget_s=0.0, max_frames=600, weights_dtype="float32")
+    again = train_config(train_dir, valid_dir, tmp_path / "unused", "data.pair_prob=0.5", f"train.init_from={tmp_path / 'a'}")
+    second = train_sprint(again, packed / "train.safetensors", tmp_path / "b", nothing,
+                          valid_path=packed / "valid.safetensors", device="cpu")
+    assert second["step"] == 0
+    # no step taken: its weights and validation loss are the first run's best
+    assert all(torch.equal(v, start[k]) for k, v in load_weights(tmp_path / "b", "last").items())
+    assert second["best"]["valid_loss"] == pytest.approx(first["best"]["valid_loss"], rel=1e-5)
+    small = train_config(train_dir, valid_dir, tmp_path / "unused", "model.size=small",
+                         f"train.init_from={tmp_path / 'a'}")
+    with pytest.raises(Valle2Error, match="lacks .* weights|do not fit"):
+        train_sprint(small, packed / "train.safetensors", tmp_path / "c", nothing, device="cpu")
+
+
+def test_lhotse_path_pairs_same_speaker_utterances(tiny_tokens):  # noqa: F811 (fixture)
+    from valle2.data.shards import ShardReader
+
+    train_dir, _, _ = tiny_tokens
+    tok = open_tokenized([train_dir])
+    cuts = list(tok.cuts)
+    sep = tok.symbols.separator_ids()[0]
+    ds = TokenizedDataset(n_codebooks=tok.n_codebooks, eos_id=tok.symbols.eos_id, pad_id=tok.symbols.pad_id,
+                          pair_prob=1.0, pair_max_seconds=100.0, sep_id=sep, pool=cuts)
+    reader = ShardReader()
+
+    def load(c):
+        t = c.custom["tokens"]
+        return reader.read(Path(t["root"]) / t["shard"], t["key"])
+
+    batch = ds[cuts[:5]]
+    for r, cut in enumerate(cuts[:5]):
+        own_codes, own_phones = load(cut)
+        T, n = int(batch["code_lens"][r]), own_codes.shape[1]
+        P = T - n  # the partner's frames come first
+        assert P > 0 and int(batch["nar_prompt_lens"][r]) == P
+        codes = batch["codes"][r][:, :T]
+        assert torch.equal(codes[:, P:], own_codes)
+        partners = [c for c in cuts if c.id != cut.id and c.supervisions[0].speaker == cut.supervisions[0].speaker
+                    and load(c)[0].shape[1] == P and torch.equal(load(c)[0], codes[:, :P])]
+        assert partners, "the first part is another utterance of the same speaker"
+        text = batch["text"][r][batch["text_valid"][r]]
+        pp = load(partners[0])[1]
+        assert torch.equal(text, torch.cat([pp, torch.tensor([sep]), own_phones, torch.tensor([tok.symbols.eos_id])]))
+    with pytest.raises(ValueError, match="pool"):
+        TokenizedDataset(n_codebooks=tok.n_codebooks, eos_id=1, pair_prob=0.5)
+
+
+def test_pair_settings_are_checked():
+    from valle2.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="pair_prob"):
+        load_config("debug", ["data.pair_prob=1.5"])

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from valle2.training import train
@@ -13,11 +14,12 @@ SETTINGS = ("train.steps=6", "optim.accum_steps=2", "model.dropout=0.1", "data.m
             "data.max_seconds=5", "train.checkpoint_every=100", "train.valid_every=3", "optim.warmup_steps=2")
 
 
-def test_stop_and_resume_is_bit_identical(tiny_tokens, tmp_path):  # noqa: F811 (fixture)
+@pytest.mark.parametrize("pairs", [(), ("data.pair_prob=0.5",)], ids=["single", "prompt-pairs"])
+def test_stop_and_resume_is_bit_identical(tiny_tokens, tmp_path, pairs):  # noqa: F811 (fixture)
     train_dir, valid_dir, _ = tiny_tokens
-    straight = train(train_config(train_dir, valid_dir, tmp_path / "straight", *SETTINGS))
+    straight = train(train_config(train_dir, valid_dir, tmp_path / "straight", *SETTINGS, *pairs))
 
-    cfg = train_config(train_dir, valid_dir, tmp_path / "resumed", *SETTINGS)
+    cfg = train_config(train_dir, valid_dir, tmp_path / "resumed", *SETTINGS, *pairs)
     first = train(cfg, until_step=3)
     assert first.step == 3 and first.export_dir is None
     assert (tmp_path / "resumed" / "checkpoints" / "latest").read_text().strip() == "step-00000003"

@@ -10,7 +10,13 @@ budget); the dataset turns one such batch into padded tensors in one call::
 
 NAR prompt/target split: each utterance is split at a random point (``nar_prompt`` fraction
 of its frames, 10-50 % by default) into an acoustic prompt, all of whose codebooks the NAR
-sees, and a target; one random stage j in 1..K-1 per utterance. Random crops apply to the
+sees, and a target; one random stage j in 1..K-1 per utterance.
+
+Prompt pairs (``pair_prob`` > 0, given the pool of training cuts): with that probability a
+row is another utterance of the same speaker, then the utterance, as inference lays out
+prompt and target: text ``a + separator + b + <eos>``, codes ``a ++ b``; the NAR's prompt is
+then ``a`` (when not cropped). The sampler's duration budget counts the utterances it drew,
+not their partners, so a batch holds up to ``1 + pair_prob`` times its budget on average. Random crops apply to the
 NAR only: the AR must see the audio of its whole transcript, so long utterances are left
 out by the sampler's duration limits rather than cut.
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from valle2.data.shards import ShardReader
@@ -45,6 +52,38 @@ def nar_prompt_split(code_lens: torch.Tensor, lo: float, hi: float, generator: t
     return (code_lens.float() * frac).long().clamp(min=1).minimum((code_lens - 1).clamp(min=1))
 
 
+def pick_partners(rows: np.ndarray, speaker: np.ndarray, length: np.ndarray, *, prob: float, max_length: float,
+                  rng: np.random.Generator, tries: int = 4) -> np.ndarray:
+    """A prompt partner for each of ``rows``: another utterance of the same speaker, or -1.
+
+    With probability ``prob`` a row gets a partner drawn uniformly among its speaker's other
+    utterances such that ``length[row] + length[partner] <= max_length`` (up to ``tries`` draws;
+    -1 when none fits or the speaker has a single utterance). ``speaker`` and ``length`` cover
+    the whole pool; ``rows`` index into it.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.full(len(rows), -1, dtype=np.int64)
+    if prob <= 0 or len(rows) == 0:
+        return out
+    order = np.argsort(speaker, kind="stable")  # the pool grouped by speaker
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    sorted_spk = speaker[order]
+    start = np.searchsorted(sorted_spk, speaker[rows], side="left")
+    size = np.searchsorted(sorted_spk, speaker[rows], side="right") - start
+    want = (rng.random(len(rows)) < prob) & (size > 1)
+    for _ in range(tries):
+        todo = np.flatnonzero(want & (out < 0))
+        if len(todo) == 0:
+            break
+        k = (rng.random(len(todo)) * (size[todo] - 1)).astype(np.int64)  # among the other size-1
+        k += k >= rank[rows[todo]] - start[todo]  # skip the row itself
+        cand = order[start[todo] + k]
+        fits = length[rows[todo]] + length[cand] <= max_length
+        out[todo[fits]] = cand[fits]
+    return out
+
+
 def random_crop(codes: torch.Tensor, max_frames: int, generator: torch.Generator) -> torch.Tensor:
     """A random window of at most ``max_frames`` of ``codes (K, T)``."""
     T = codes.shape[-1]
@@ -58,13 +97,25 @@ class TokenizedDataset(torch.utils.data.Dataset):
     """Map-style dataset indexed by a batch of cuts (``CutSet``) -> one collated batch dict."""
 
     def __init__(self, *, n_codebooks: int, eos_id: int, pad_id: int = 0, nar_crop_frames: int | None = None,
-                 nar_prompt: tuple[float, float] = (0.1, 0.5), seed: int = 0):
+                 nar_prompt: tuple[float, float] = (0.1, 0.5), seed: int = 0, pair_prob: float = 0.0,
+                 pair_max_seconds: float = 20.0, sep_id: int | None = None, pool=None):
         self.K, self.eos_id, self.pad_id = n_codebooks, eos_id, pad_id
         self.nar_crop_frames = nar_crop_frames
         self.nar_prompt = nar_prompt
         self.seed = seed
         self.epoch = 0
         self.reader = ShardReader()
+        self.pair_prob, self.pair_max_seconds, self.sep_id = pair_prob, pair_max_seconds, sep_id
+        if pair_prob > 0:
+            if pool is None:
+                raise ValueError("prompt pairs need the pool of cuts to draw partners from")
+            self.pool = list(pool)
+            self.pool_index = {c.id: i for i, c in enumerate(self.pool)}
+            names = [c.supervisions[0].speaker if c.supervisions and c.supervisions[0].speaker else c.id
+                     for c in self.pool]
+            ids = {n: i for i, n in enumerate(sorted(set(names)))}
+            self.pool_speaker = np.array([ids[n] for n in names], dtype=np.int64)
+            self.pool_seconds = np.array([c.duration for c in self.pool])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -77,15 +128,33 @@ class TokenizedDataset(torch.utils.data.Dataset):
         tok = cut.custom["tokens"]
         return self.reader.read(Path(tok["root"]) / tok["shard"], tok["key"])
 
+    def _partners(self, cuts, gen: torch.Generator) -> list:
+        """A same-speaker partner cut (or None) for each cut of the batch."""
+        if self.pair_prob <= 0:
+            return [None] * len(cuts)
+        rows = np.array([self.pool_index.get(c.id, -1) for c in cuts])
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        known = rows >= 0  # a cut outside the pool gets no partner
+        picked = np.full(len(cuts), -1)
+        picked[known] = pick_partners(rows[known], self.pool_speaker, self.pool_seconds, prob=self.pair_prob,
+                                      max_length=self.pair_max_seconds, rng=rng)
+        return [self.pool[j] if j >= 0 else None for j in picked]
+
     def __getitem__(self, cuts) -> dict:
         cuts = list(cuts)
         ids = [c.id for c in cuts]
         gen = self.generator(ids)
-        codes, texts = [], []
-        for cut in cuts:
+        codes, texts, prompt_frames = [], [], []
+        for cut, partner in zip(cuts, self._partners(cuts, gen)):
             c, phones = self.load(cut)
             if c.shape[0] != self.K:
                 raise ValueError(f"cut {cut.id} has {c.shape[0]} codebooks; the model expects {self.K}")
+            prompt_frames.append(0)
+            if partner is not None:
+                pc, pp = self.load(partner)
+                sep = pp.new_tensor([] if self.sep_id is None else [self.sep_id])
+                c, phones = torch.cat([pc, c], dim=-1), torch.cat([pp, sep, phones])
+                prompt_frames[-1] = pc.shape[-1]
             codes.append(c)
             texts.append(torch.cat([phones, phones.new_tensor([self.eos_id])]))
         code_lens = torch.tensor([c.shape[-1] for c in codes])
@@ -105,7 +174,12 @@ class TokenizedDataset(torch.utils.data.Dataset):
             batch["nar_code_lens"] = torch.tensor([c.shape[-1] for c in cropped])
         else:
             batch["nar_codes"], batch["nar_code_lens"] = batch["codes"], code_lens
-        batch["nar_prompt_lens"] = nar_prompt_split(batch["nar_code_lens"], *self.nar_prompt, gen)
+        prompt = nar_prompt_split(batch["nar_code_lens"], *self.nar_prompt, gen)
+        if self.pair_prob > 0:  # an uncropped pair: the NAR's prompt is the partner utterance, as at inference
+            pf = torch.tensor(prompt_frames)
+            whole = (pf > 0) & (batch["nar_code_lens"] == code_lens)
+            prompt = torch.where(whole, pf.clamp(max=(code_lens - 1).clamp(min=1)), prompt)
+        batch["nar_prompt_lens"] = prompt
         batch["nar_stage"] = torch.randint(1, self.K, (len(cuts),), generator=gen)
         return batch
 

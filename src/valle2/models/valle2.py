@@ -241,7 +241,7 @@ class VallE2(nn.Module):
         """Codes for every row (batched AR + NAR)."""
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else random.randrange(2**63))
-        sep = [self.symbols.id("_")] if "_" in self.symbols else []
+        sep = self.symbols.separator_ids()
         sampling = sampling or self.sampling
         entries = None
         if sampling.nar_decoding == "min_distortion" and hasattr(self.codec, "code_entries"):

@@ -121,6 +121,11 @@ class SymbolTable:
     def __repr__(self) -> str:
         return f"SymbolTable({len(self)} symbols)"
 
+    def separator_ids(self) -> list[int]:
+        """What joins prompt text and target text in one AR sequence (inference and training pairs):
+        the word boundary, when the table has one."""
+        return [self.id(WORD_BOUNDARY)] if WORD_BOUNDARY in self else []
+
     def id(self, symbol: str) -> int:
         """The id of ``symbol``; ``KeyError`` if it is not in the table."""
         return self._ids[symbol]

@@ -156,7 +156,8 @@ def _train(cfg: Config, env: DistEnv, resume, until_step: int | None = None) -> 
     dataset = TokenizedDataset(
         n_codebooks=data.n_codebooks, eos_id=symbols.eos_id, pad_id=symbols.pad_id,
         nar_crop_frames=frames_for_seconds(crop, data.frame_rate) if crop else None,
-        nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max), seed=t.seed)
+        nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max), seed=t.seed,
+        **pair_settings(cfg, symbols, data.cuts))
     sampler = ResumableSampler(make_sampler(
         data.cuts, max_batch_seconds=cfg.data.max_batch_seconds, min_seconds=cfg.data.min_seconds,
         max_seconds=cfg.data.max_seconds, shuffle=True, world_size=env.world_size, rank=env.rank, seed=t.seed,
@@ -329,27 +330,45 @@ def _resume(path: Path, model, optimizer, env: DistEnv, cfg: Config, log) -> tup
 
 
 def _init_from(module: TrainModule, folder: Path, log) -> None:
+    """Start from the weights of a ``save_pretrained`` folder or of a sprint run folder (its best)."""
     from safetensors.torch import load_file
 
     weights = folder / "model.safetensors"
-    if not weights.is_file():
+    if (folder / "run.json").is_file() and not weights.is_file():
+        from valle2.training.sprint import load_weights
+
+        state = load_weights(folder, "best")
+    elif weights.is_file():
+        state = load_file(str(weights))
+    else:
         raise Valle2Error(f"train.init_from {folder} has no model.safetensors "
-                          "(give a folder written by save_pretrained)")
-    state = load_file(str(weights))
+                          "(give a folder written by save_pretrained, or a sprint run folder)")
     own = module.state_dict()
-    take = {k: v for k, v in state.items() if k in own}
+    take = {k: v.to(own[k].dtype) for k, v in state.items() if k in own}
     missing = [k for k in own if k not in take]
     if missing:
         raise Valle2Error(f"train.init_from {folder} lacks {len(missing)} weights of the models being trained "
                           f"(e.g. {missing[0]}); is it the same size and codec?")
+    wrong = [k for k in take if take[k].shape != own[k].shape]
+    if wrong:
+        raise Valle2Error(f"train.init_from {folder}: {len(wrong)} weights do not fit this model config "
+                          f"(e.g. {wrong[0]}: {tuple(take[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})")
     module.load_state_dict(take)
     log("initialised %s from %s", ", ".join(sorted({k.split('.')[0] for k in take})), folder)
+
+
+def pair_settings(cfg: Config, symbols, pool, *, validation: bool = False) -> dict:
+    """TokenizedDataset's prompt-pair arguments; validation pairs every row it can (the inference layout)."""
+    if cfg.data.pair_prob <= 0:
+        return {}
+    return {"pair_prob": 1.0 if validation else cfg.data.pair_prob, "pair_max_seconds": cfg.data.pair_max_seconds,
+            "sep_id": (symbols.separator_ids() or [None])[0], "pool": pool}
 
 
 def _valid_loader(cfg: Config, valid, env: DistEnv, symbols):
     ds = TokenizedDataset(n_codebooks=valid.n_codebooks, eos_id=symbols.eos_id, pad_id=symbols.pad_id,
                           nar_crop_frames=None, nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max),
-                          seed=cfg.train.seed)
+                          seed=cfg.train.seed, **pair_settings(cfg, symbols, valid.cuts, validation=True))
     sampler = make_sampler(valid.cuts, max_batch_seconds=cfg.data.max_batch_seconds, min_seconds=cfg.data.min_seconds,
                            max_seconds=cfg.data.max_seconds, shuffle=False, world_size=env.world_size, rank=env.rank,
                            seed=cfg.train.seed, num_buckets=cfg.data.num_buckets, buffer_size=cfg.data.buffer_size)

@@ -10,11 +10,20 @@ on the device, and a batch is a few vectorised gathers::
       codes     (K, N) uint8/int16   every utterance's codes, end to end
       phones    (P,)   uint8/int16   every utterance's phone ids, end to end
       code_off, code_len, phone_off, phone_len   (U,) int64
-      header metadata: format, version, codec identity, symbol table (JSON), language, ...
+      speaker   (U,) int32   index into the header's ``speakers`` list (version 2)
+      header metadata: format, version, codec identity, symbol table (JSON), language, speakers, ...
 
 ``PackedBatches`` yields the same batch dict as ``TokenizedDataset`` (text + <eos>, padded
 codes, NAR window, prompt split, stage), from length-bucketed batches whose padded size
 ``B x T_max`` stays under a frame budget, reshuffled every epoch.
+
+Prompt pairs (``pair_prob``): at inference the AR reads *prompt text + separator + target
+text* and continues the prompt's codes, so a sequence holds two utterances of one voice. A
+model trained on single utterances only has never seen that layout nor sequences that long:
+it loses the alignment after the prompt and stops early (benchmarks/RESULTS.md, "Prompt
+pairs"). With ``pair_prob`` > 0 a training row is, with that probability, another utterance
+of the same speaker followed by the utterance itself, text and codes alike, exactly as
+inference lays them out; the NAR then takes that first utterance as its prompt.
 """
 
 from __future__ import annotations
@@ -26,10 +35,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from valle2.data.dataset import pick_partners
 from valle2.data.shards import DataFileError
 
 FORMAT = "valle2-packed-tokens"
-VERSION = 1
+VERSION = 2  # 2: per-utterance speaker; version 1 files still load (no prompt pairs)
 
 
 @dataclass
@@ -41,6 +51,7 @@ class PackedData:
     phone_off: np.ndarray
     phone_len: np.ndarray
     meta: dict
+    speaker: np.ndarray | None = None  # (U,) index into meta["speakers"]; None for version-1 files
 
     @property
     def n_utterances(self) -> int:
@@ -56,7 +67,7 @@ class PackedData:
 
     def to(self, device) -> "PackedData":
         return PackedData(self.codes.to(device), self.phones.to(device), self.code_off, self.code_len,
-                          self.phone_off, self.phone_len, self.meta)
+                          self.phone_off, self.phone_len, self.meta, self.speaker)
 
 
 def _smallest_uint(max_value: int) -> torch.dtype:
@@ -73,7 +84,7 @@ def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: floa
 
     data = open_tokenized(dirs)
     reader = ShardReader()
-    codes, phones, skipped = [], [], 0
+    codes, phones, speakers, skipped = [], [], [], 0
     for cut in data.cuts:
         if not (min_seconds <= cut.duration <= max_seconds):
             skipped += 1
@@ -84,6 +95,7 @@ def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: floa
             raise DataFileError(f"cut {cut.id} has {c.shape[0]} codebooks, its folder says {data.n_codebooks}")
         codes.append(c)
         phones.append(p)
+        speakers.append(cut.supervisions[0].speaker if cut.supervisions and cut.supervisions[0].speaker else cut.id)
     if not codes:
         raise DataFileError(f"nothing to pack: every utterance of {', '.join(map(str, dirs))} is outside "
                             f"{min_seconds:g}-{max_seconds:g} s")
@@ -91,16 +103,19 @@ def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: floa
     phone_len = torch.tensor([len(p) for p in phones])
     all_codes = torch.cat(codes, dim=-1)
     all_phones = torch.cat(phones)
+    names = sorted(set(speakers))
+    index = {n: i for i, n in enumerate(names)}
     meta = {"format": FORMAT, "version": VERSION, "codec": data.codec, "n_codebooks": data.n_codebooks,
             "codebook_size": data.codebook_size, "frame_rate": data.frame_rate, "language": data.language,
             "symbols": data.symbols.to_dict() if hasattr(data.symbols, "to_dict") else None,
             "sources": [str(d) for d in dirs], "n_utterances": len(codes), "skipped": skipped,
-            "min_seconds": min_seconds, "max_seconds": max_seconds}
+            "min_seconds": min_seconds, "max_seconds": max_seconds, "speakers": names}
     tensors = {
         "codes": all_codes.to(_smallest_uint(int(all_codes.max()))).contiguous(),
         "phones": all_phones.to(_smallest_uint(int(all_phones.max()))).contiguous(),
         "code_len": code_len, "code_off": torch.cumsum(code_len, 0) - code_len,
         "phone_len": phone_len, "phone_off": torch.cumsum(phone_len, 0) - phone_len,
+        "speaker": torch.tensor([index[n] for n in speakers], dtype=torch.int32),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -152,14 +167,18 @@ def load_packed(path: str | Path, device: str | torch.device = "cpu") -> PackedD
         raise DataFileError(f"{path} is not a packed token file: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataFileError(f"{path} is not a packed token file (format {meta and meta.get('format')!r})")
-    if meta.get("version") != VERSION:
+    if meta.get("version") not in (1, VERSION):
         raise DataFileError(f"{path} is packed token format version {meta.get('version')}; "
-                            f"this valle2 reads version {VERSION}")
+                            f"this valle2 reads versions 1-{VERSION}")
     missing = {"codes", "phones", "code_off", "code_len", "phone_off", "phone_len"} - set(t)
     if missing:
         raise DataFileError(f"{path} lacks {', '.join(sorted(missing))}")
+    speaker = t["speaker"].numpy().astype(np.int64) if "speaker" in t else None
+    if speaker is not None and (len(speaker) != len(t["code_len"]) or
+                                (len(speaker) and not 0 <= speaker.min() <= speaker.max() < len(meta.get("speakers", [])))):
+        raise DataFileError(f"{path}: its speaker indices do not match its {len(meta.get('speakers', []))} speakers")
     return PackedData(t["codes"].to(device), t["phones"].to(device), t["code_off"].numpy(), t["code_len"].numpy(),
-                      t["phone_off"].numpy(), t["phone_len"].numpy(), meta)
+                      t["phone_off"].numpy(), t["phone_len"].numpy(), meta, speaker)
 
 
 def concat_packed(parts: list[PackedData]) -> PackedData:
@@ -177,12 +196,21 @@ def concat_packed(parts: list[PackedData]) -> PackedData:
     phone_base = np.cumsum([0] + [p.phones.shape[0] for p in parts[:-1]])
     meta = {**first.meta, "sources": [s for p in parts for s in p.meta.get("sources", [])],
             "n_utterances": sum(p.n_utterances for p in parts)}
+    speaker = None
+    if all(p.speaker is not None for p in parts):  # one speaker list: a voice in two files is one speaker
+        names = sorted({n for p in parts for n in p.meta["speakers"]})
+        index = {n: i for i, n in enumerate(names)}
+        meta["speakers"] = names
+        speaker = np.concatenate([np.array([index[n] for n in p.meta["speakers"]], dtype=np.int64)[p.speaker]
+                                  for p in parts])
+    else:
+        meta.pop("speakers", None)
     return PackedData(
         torch.cat([p.codes.to(dtype) for p in parts], dim=1), torch.cat([p.phones.to(pdtype) for p in parts]),
         np.concatenate([p.code_off + b for p, b in zip(parts, code_base)]),
         np.concatenate([p.code_len for p in parts]),
         np.concatenate([p.phone_off + b for p, b in zip(parts, phone_base)]),
-        np.concatenate([p.phone_len for p in parts]), meta)
+        np.concatenate([p.phone_len for p in parts]), meta, speaker)
 
 
 def _cut_sorted(order: np.ndarray, lengths: np.ndarray, max_frames: int) -> list[np.ndarray]:
@@ -217,41 +245,75 @@ def plan_batches(lengths: np.ndarray, max_frames: int, rng: np.random.Generator,
 
 
 class PackedBatches:
-    """Batches of ``TokenizedDataset``'s layout, collated on the data's device."""
+    """Batches of ``TokenizedDataset``'s layout, collated on the data's device.
+
+    ``epoch()`` yields index arrays: ``(B,)`` utterances, or ``(B, 2)`` rows of (prompt partner
+    or -1, utterance) when ``pair_prob`` > 0; ``collate`` takes either.
+    """
 
     def __init__(self, data: PackedData, *, eos_id: int, pad_id: int = 0, max_frames: int,
-                 nar_crop_frames: int | None = None, nar_prompt: tuple[float, float] = (0.1, 0.5), seed: int = 0):
+                 nar_crop_frames: int | None = None, nar_prompt: tuple[float, float] = (0.1, 0.5), seed: int = 0,
+                 pair_prob: float = 0.0, pair_max_frames: int | None = None, sep_id: int | None = None):
         self.data, self.eos_id, self.pad_id = data, eos_id, pad_id
         self.max_frames = max_frames
         self.nar_crop_frames = nar_crop_frames
         self.nar_prompt = nar_prompt
         self.seed = seed
+        self.pair_prob, self.sep_id = pair_prob, sep_id
+        self.pair_max_frames = pair_max_frames if pair_max_frames is not None else max_frames
+        if pair_prob > 0 and data.speaker is None:
+            raise DataFileError("prompt pairs need each utterance's speaker: re-pack the data with this valle2 "
+                                "(packed format version 2)")
         self.device = data.codes.device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def epoch(self, epoch: int, *, shuffle: bool = True):
         """The batches of one epoch (index arrays), deterministic in (seed, epoch)."""
+        d = self.data
+        rng = np.random.default_rng([self.seed, epoch])
+        lengths, partner = d.code_len, None
+        if self.pair_prob > 0:
+            partner = pick_partners(np.arange(d.n_utterances), d.speaker, d.code_len, prob=self.pair_prob,
+                                    max_length=self.pair_max_frames, rng=rng)
+            lengths = d.code_len + np.where(partner >= 0, d.code_len[np.maximum(partner, 0)], 0)
         if not shuffle:
-            return _cut_sorted(np.argsort(self.data.code_len, kind="stable"), self.data.code_len, self.max_frames)
-        return plan_batches(self.data.code_len, self.max_frames, np.random.default_rng([self.seed, epoch]))
+            batches = _cut_sorted(np.argsort(lengths, kind="stable"), lengths, self.max_frames)
+        else:
+            batches = plan_batches(lengths, self.max_frames, rng)
+        return batches if partner is None else [np.stack([partner[b], b], axis=1) for b in batches]
 
-    def _gather(self, flat: torch.Tensor, off: np.ndarray, lens: np.ndarray, width: int, pad: int) -> torch.Tensor:
-        """Rows ``flat[..., off_i : off_i + len_i]`` right-padded to ``width``: ``(*lead, B, width)``."""
+    def _gather2(self, flat: torch.Tensor, off_a: np.ndarray, len_a: np.ndarray, gap: np.ndarray, gap_value: int,
+                 off_b: np.ndarray, len_b: np.ndarray, width: int, pad: int) -> torch.Tensor:
+        """Rows ``a ++ [gap_value] * gap ++ b`` right-padded to ``width``: ``(*lead, B, width)``."""
         dev = self.device
-        pos = torch.arange(width, device=dev)
-        off_t = torch.as_tensor(off, device=dev)
-        len_t = torch.as_tensor(lens, device=dev)
-        valid = pos[None] < len_t[:, None]
-        idx = (off_t[:, None] + pos[None]).clamp(max=flat.shape[-1] - 1)
+        pos = torch.arange(width, device=dev)[None]
+        la, g, lb = (torch.as_tensor(x, device=dev)[:, None] for x in (len_a, gap, len_b))
+        oa, ob = (torch.as_tensor(x, device=dev)[:, None] for x in (off_a, off_b))
+        in_a, in_b = pos < la, (pos >= la + g) & (pos < la + g + lb)
+        idx = torch.where(in_a, oa + pos, ob + pos - la - g).clamp(0, flat.shape[-1] - 1)
         rows = flat[..., idx].long()
-        return rows.masked_fill(~valid, pad)
+        rows = rows.masked_fill(~(in_a | in_b), pad)
+        return rows.masked_fill((pos >= la) & (pos < la + g), gap_value)
 
     def collate(self, idx: np.ndarray) -> dict:
         d, dev = self.data, self.device
-        clen, plen = d.code_len[idx], d.phone_len[idx]
+        idx = np.asarray(idx)
+        if idx.ndim == 2:  # (prompt partner or -1, utterance)
+            partner, idx = idx[:, 0], idx[:, 1]
+        else:
+            partner = np.full(len(idx), -1)
+        paired = partner >= 0
+        p = np.maximum(partner, 0)
+        la = np.where(paired, d.code_len[p], 0)
+        pa = np.where(paired, d.phone_len[p], 0)
+        sep = (paired & (self.sep_id is not None)).astype(np.int64)
+        clen = la + d.code_len[idx]
+        plen = pa + sep + d.phone_len[idx]
         T, S = int(clen.max()), int(plen.max()) + 1
-        codes = self._gather(d.codes, d.code_off[idx], clen, T, 0).transpose(0, 1)  # (B, K, T)
-        text = self._gather(d.phones, d.phone_off[idx], plen, S, self.pad_id)  # (B, S)
+        codes = self._gather2(d.codes, d.code_off[p], la, np.zeros_like(la), 0, d.code_off[idx], d.code_len[idx],
+                              T, 0).transpose(0, 1)  # (B, K, T)
+        text = self._gather2(d.phones, d.phone_off[p], pa, sep, self.sep_id or 0, d.phone_off[idx],
+                             d.phone_len[idx], S, self.pad_id)  # (B, S)
         plen_t = torch.as_tensor(plen, device=dev)
         text.scatter_(1, plen_t[:, None], self.eos_id)
         code_lens = torch.as_tensor(clen, device=dev)
@@ -278,6 +340,10 @@ class PackedBatches:
         lo, hi = self.nar_prompt
         frac = lo + (hi - lo) * torch.rand(len(idx), generator=g, device=dev)
         ncl = batch["nar_code_lens"]
-        batch["nar_prompt_lens"] = (ncl.float() * frac).long().clamp(min=1).minimum((ncl - 1).clamp(min=1))
+        prompt = (ncl.float() * frac).long()
+        # an uncropped pair: the NAR's prompt is the partner utterance, as at inference
+        whole = torch.as_tensor(paired, device=dev) & (ncl == code_lens)
+        prompt = torch.where(whole, torch.as_tensor(la, device=dev), prompt)
+        batch["nar_prompt_lens"] = prompt.clamp(min=1).minimum((ncl - 1).clamp(min=1))
         batch["nar_stage"] = torch.randint(1, d.n_codebooks, (len(idx),), generator=g, device=dev)
         return batch

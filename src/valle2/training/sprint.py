@@ -33,7 +33,7 @@ from valle2.models.builders import build_ar, build_nar
 from valle2.models.config import ModelConfig
 from valle2.training.distributed import DistEnv, grad_norm_value
 from valle2.training.loop import (
-    TrainModule, autocast_context, model_config, param_groups, seed_everything, validate,
+    TrainModule, _init_from, autocast_context, model_config, param_groups, seed_everything, validate,
 )
 from valle2.training.packed import PackedBatches, concat_packed, load_packed
 
@@ -125,16 +125,22 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
     mcfg = model_config(cfg, len(symbols), data.n_codebooks, meta["codebook_size"])
     seed_everything(cfg.train.seed)
     module = TrainModule(build_ar(mcfg) if cfg.train.models in ("ar", "both") else None,
-                         build_nar(mcfg) if cfg.train.models in ("nar", "both") else None).to(dev)
+                         build_nar(mcfg) if cfg.train.models in ("nar", "both") else None)
+    if cfg.train.init_from:  # a model folder or an earlier sprint's folder: slots add up
+        _init_from(module, Path(cfg.train.init_from), logger.info)
+    module = module.to(dev)
     o = cfg.optim
     optimizer = torch.optim.AdamW(param_groups(module, o.weight_decay), lr=o.lr, betas=o.betas, eps=o.eps,
                                   **({"fused": True} if dev.type == "cuda" else {}))
     autocast = autocast_context(cfg, dev)
     env = DistEnv(rank=0, world_size=1, local_rank=0, device=dev, initialized_here=False)
     crop = cfg.data.nar_crop_seconds
+    pairs = {"pair_max_frames": int(cfg.data.pair_max_seconds * meta["frame_rate"]),
+             "sep_id": (symbols.separator_ids() or [None])[0]}
     batches = PackedBatches(data, eos_id=symbols.eos_id, pad_id=symbols.pad_id, max_frames=settings.max_frames,
                             nar_crop_frames=int(crop * meta["frame_rate"]) if crop else None,
-                            nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max), seed=cfg.train.seed)
+                            nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max), seed=cfg.train.seed,
+                            pair_prob=cfg.data.pair_prob, **pairs)
     n_params = sum(p.numel() for p in module.parameters())
     logger.info("sprint: %d utterances (%.2f h) on %s, %.2f M parameters, %.0f s budget, %d frames per batch "
                 "(loaded in %.1f s)", data.n_utterances, data.hours, dev, n_params / 1e6, settings.budget_s,
@@ -153,8 +159,10 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
         nonlocal best
         if valid is None:
             return None
+        # with pairs, validate on the inference layout only: every row a pair where one fits
         vb = PackedBatches(valid, eos_id=symbols.eos_id, pad_id=symbols.pad_id, max_frames=settings.max_frames,
-                           nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max), seed=12345)
+                           nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max), seed=12345,
+                           pair_prob=1.0 if cfg.data.pair_prob > 0 else 0.0, **pairs)
         row = validate(module, (vb.collate(i) for i in vb.epoch(0, shuffle=False)), env, autocast,
                        data.n_codebooks)
         module.train()
