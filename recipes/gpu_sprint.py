@@ -4,6 +4,8 @@
     # here, once: the tokenized corpus -> one file each (36 MB for the 15.7 h demo corpus)
     python recipes/gpu_sprint.py pack --data tokens/train tokens/train2 --out packed/train.safetensors [--xz]
     python recipes/gpu_sprint.py pack --data tokens/held-out --out packed/valid.safetensors
+    # a voice split wherever its utterances were tokenized (valle2.data.voices)
+    python recipes/gpu_sprint.py pack --data tokens/train tokens/held-out --voices train --out packed/train.safetensors
     # on the GPU machine: 8 minutes of training, weights + run.json into OUT
     python recipes/gpu_sprint.py train --config demo --train packed/train.safetensors \\
         --valid packed/valid.safetensors --out OUT --minutes 8 [--set optim.lr=2e-3 ...]
@@ -32,6 +34,9 @@ def main(argv=None) -> int:
     p.add_argument("--min-seconds", type=float, default=1.0)
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--xz", action="store_true", help="also write OUT.xz (train/valid accept it directly)")
+    p.add_argument("--voices", choices=["train", "held-out"],
+                   help="keep only this voice split's utterances (valle2.data.voices), wherever they were tokenized")
+    p.add_argument("--per-voice", type=int, help="at most this many utterances per voice")
     t = sub.add_parser("train", help="a time-budgeted run on one device")
     t.add_argument("--config", default="demo")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -44,6 +49,7 @@ def main(argv=None) -> int:
     t.add_argument("--valid-every-s", type=float, default=60.0)
     t.add_argument("--save-every-s", type=float, default=60.0)
     t.add_argument("--log-every", type=int, default=50)
+    t.add_argument("--max-steps", type=int, help="also stop after this many steps (the LR schedule follows the clock)")
     t.add_argument("--no-last", action="store_true", help="write only the best weights (fewer files)")
     t.add_argument("--init-from", help="start from these weights: a sprint OUT folder (best) or a model folder "
                    "(= --set train.init_from=...)")
@@ -61,8 +67,16 @@ def main(argv=None) -> int:
     if args.cmd == "pack":
         from valle2.training.packed import pack_tokenized
 
-        meta = pack_tokenized(args.data, args.out, min_seconds=args.min_seconds, max_seconds=args.max_seconds)
-        print(f"{args.out}: {meta['n_utterances']} utterances ({meta['skipped']} outside the duration limits)")
+        speakers = None
+        if args.voices:
+            from valle2.data.voices import select
+
+            speakers = {v.id for v in select(args.voices)}
+        meta = pack_tokenized(args.data, args.out, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+                              speakers=speakers, per_speaker=args.per_voice)
+        print(f"{args.out}: {meta['n_utterances']} utterances of {len(meta['speakers'])} speakers "
+              f"({meta['skipped']} outside the duration limits, {meta['left_out_by_speaker']} of other or "
+              "surplus speakers)")
         if args.xz:
             from valle2.training.packed import compress_packed
 
@@ -74,7 +88,7 @@ def main(argv=None) -> int:
         cfg = load_config(args.config, args.overrides + ([f"train.init_from={args.init_from}"] if args.init_from else []))
         s = SprintSettings(budget_s=args.minutes * 60, max_frames=args.max_frames, warmup_steps=args.warmup_steps,
                            valid_every_s=args.valid_every_s, save_every_s=args.save_every_s, log_every=args.log_every,
-                           save_last=not args.no_last)
+                           save_last=not args.no_last, max_steps=args.max_steps)
         doc = train_sprint(cfg, args.train, args.out, s, valid_path=args.valid, device=args.device)
         print(f"{args.out}: {doc['step']} steps, {doc['epochs']} epochs; best {doc.get('best')}")
     else:

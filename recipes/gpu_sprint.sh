@@ -3,6 +3,10 @@
 # a learning-rate hedge: A = lr 2e-3 with 64k-frame batches, B = lr 1e-3 with 32k-frame batches.
 # usage: recipes/gpu_sprint.sh DATA_DIR OUT_DIR MINUTES [FRAMES_A FRAMES_B [MORE TRAIN ARGS, e.g. --set model.dropout=0.2]]
 #   DATA_DIR holds train*.safetensors[.xz] (all are used) and valid.safetensors (recipes/gpu_sprint.py pack [--xz])
+#   configs/demo.yaml trains on prompt pairs (data.pair_prob), which need packed format version 2 (speakers)
+#   to continue an earlier slot's run: pass --init-from ITS_OUT/a (or a model folder) among the extra args
+#   on a CPU, preload jemalloc (LD_PRELOAD=libjemalloc.so.2): glibc's heap grows without bound with the
+#   changing batch shapes (11.5 GB after 90 steps, measured)
 set -u
 data=$1 out=$2 minutes=$3 frames_a=${4:-64000} frames_b=${5:-32000}
 shift $(( $# < 5 ? $# : 5 ))

@@ -284,10 +284,11 @@ def test_sprint_with_pairs_starts_from_earlier_weights(tiny_tokens, packed, tmp_
 
     train_dir, valid_dir, _ = tiny_tokens
     cfg = train_config(train_dir, valid_dir, tmp_path / "unused", "data.pair_prob=0.5", "optim.lr=3e-3")
-    settings = SprintSettings(budget_s=3.0, max_frames=600, warmup_steps=2, valid_every_s=100.0, log_every=2,
-                              weights_dtype="float32")
+    settings = SprintSettings(budget_s=30.0, max_frames=600, warmup_steps=2, valid_every_s=100.0, log_every=2,
+                              weights_dtype="float32", max_steps=5)
     first = train_sprint(cfg, packed / "train.safetensors", tmp_path / "a", settings,
                          valid_path=packed / "valid.safetensors", device="cpu")
+    assert first["step"] == 5  # max_steps ends the run before its 30 s budget
     start = load_weights(tmp_path / "a", "best")
     nothing = SprintSettings(budget_s=0.0, max_frames=600, weights_dtype="float32")
     again = train_config(train_dir, valid_dir, tmp_path / "unused", "data.pair_prob=0.5", f"train.init_from={tmp_path / 'a'}")
@@ -341,3 +342,13 @@ def test_pair_settings_are_checked():
 
     with pytest.raises(ConfigError, match="pair_prob"):
         load_config("debug", ["data.pair_prob=1.5"])
+
+
+def test_pack_keeps_the_speakers_asked_for(tiny_tokens, tmp_path):  # noqa: F811 (fixture)
+    train_dir, valid_dir, _ = tiny_tokens
+    meta = pack_tokenized([train_dir, valid_dir], tmp_path / "a.safetensors", speakers={"spk1"}, per_speaker=3)
+    data = load_packed(tmp_path / "a.safetensors")
+    assert meta["speakers"] == ["spk1"] and data.n_utterances == 3 and (data.speaker == 0).all()
+    assert meta["left_out_by_speaker"] > 0
+    with pytest.raises(DataFileError, match="another speaker"):
+        pack_tokenized([train_dir], tmp_path / "b.safetensors", speakers={"nobody"})

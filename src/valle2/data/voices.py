@@ -66,9 +66,18 @@ _TRAIN_VARIANTS = (
     "kaukovalta", "marcelo", "norbert", "pablo", "paul", "pedro", "robosoft", "robosoft5",
     "robosoft6", "robosoft8", "sandro", "steph", "travis", "whisper", "whisperf", "zac",
 )
-_HELD_OUT_VARIANTS = ("Andrea", "boris", "shelby", "quincy")
+# Held-out voices (split of session 5). The ASR that measures the WER bar (faster-whisper
+# tiny.en) must be able to read a held-out voice's own audio, or no model can pass the bar with
+# it: awb 8 %, Andy 17 %, f1 23 %, Denis 25 %, quincy 14 % on corpus sentences, against 42-153 %
+# for Andrea, boris and shelby, which held out the first split and now train
+# (benchmarks/RESULTS.md, "A held-out split the ASR can read"). The accent of each espeak
+# variant is still set by its place in _TRAIN_VARIANTS, so no voice id changed.
+_HELD_OUT_ESPEAK = (("en-us", "quincy"), ("en-gb", "Andy"), ("en-us", "f1"), ("en-us", "Denis"))
+_FORMER_HELD_OUT_VARIANTS = ("Andrea", "boris", "shelby")
 
-TRAIN: tuple[Voice, ...] = (
+HELD_OUT: tuple[Voice, ...] = (Voice("flite", "awb"),) + tuple(_espeak(v, a) for a, v in _HELD_OUT_ESPEAK)
+
+TRAIN: tuple[Voice, ...] = tuple(v for v in (
     Voice("flite", "kal16"),
     Voice("flite", "slt"),
     Voice("festival", "kal_diphone"),
@@ -76,9 +85,7 @@ TRAIN: tuple[Voice, ...] = (
 ) + tuple(
     _espeak(v, _ACCENTS[(i // 3) % len(_ACCENTS)] if i % 3 == 2 else "en-us")
     for i, v in enumerate(_TRAIN_VARIANTS)
-)
-
-HELD_OUT: tuple[Voice, ...] = (Voice("flite", "awb"),) + tuple(_espeak(v) for v in _HELD_OUT_VARIANTS)
+) if v not in HELD_OUT) + tuple(_espeak(v) for v in _FORMER_HELD_OUT_VARIANTS)
 
 RESERVED: tuple[Voice, ...] = (Voice("flite", "rms"), Voice("festival", "ked_diphone"))
 

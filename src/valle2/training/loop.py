@@ -329,20 +329,24 @@ def _resume(path: Path, model, optimizer, env: DistEnv, cfg: Config, log) -> tup
     return step, DataPosition(int(state["rank"]["epoch"]), int(state["rank"]["batches_done"]))
 
 
-def _init_from(module: TrainModule, folder: Path, log) -> None:
-    """Start from the weights of a ``save_pretrained`` folder or of a sprint run folder (its best)."""
+def load_init_weights(folder: Path) -> dict:
+    """The weights of a ``save_pretrained`` folder, or of a sprint run folder (its best)."""
     from safetensors.torch import load_file
 
     weights = folder / "model.safetensors"
-    if (folder / "run.json").is_file() and not weights.is_file():
+    if weights.is_file():
+        return load_file(str(weights))
+    if (folder / "run.json").is_file():
         from valle2.training.sprint import load_weights
 
-        state = load_weights(folder, "best")
-    elif weights.is_file():
-        state = load_file(str(weights))
-    else:
-        raise Valle2Error(f"train.init_from {folder} has no model.safetensors "
-                          "(give a folder written by save_pretrained, or a sprint run folder)")
+        return load_weights(folder, "best")
+    raise Valle2Error(f"train.init_from {folder} has no model.safetensors "
+                      "(give a folder written by save_pretrained, or a sprint run folder)")
+
+
+def _init_from(module: TrainModule, folder: Path, log) -> None:
+    """Start from the weights of a ``save_pretrained`` folder or of a sprint run folder (its best)."""
+    state = load_init_weights(folder)
     own = module.state_dict()
     take = {k: v.to(own[k].dtype) for k, v in state.items() if k in own}
     missing = [k for k in own if k not in take]
@@ -439,10 +443,8 @@ class Exporter:
                                 nar_precision=cfg.export.nar_precision)
         self.trained: set[str] = set()
         self.base: dict = {}
-        if cfg.train.init_from:  # parts not trained now come from there
-            from safetensors.torch import load_file
-
-            self.base = load_file(str(Path(cfg.train.init_from) / "model.safetensors"))
+        if cfg.train.init_from and cfg.train.models != "both":  # parts not trained now come from there
+            self.base = load_init_weights(Path(cfg.train.init_from))
 
     def load(self, state: dict) -> None:
         own = self.model.state_dict()

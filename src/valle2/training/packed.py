@@ -74,9 +74,18 @@ def _smallest_uint(max_value: int) -> torch.dtype:
     return torch.uint8 if max_value < 256 else torch.int16 if max_value < 2**15 else torch.int32
 
 
+def _speaker(cut) -> str:
+    return cut.supervisions[0].speaker if cut.supervisions and cut.supervisions[0].speaker else cut.id
+
+
 def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: float = 0.0,
-                   max_seconds: float = float("inf")) -> dict:
-    """Pack tokenized folders (``valle2 tokenize``) into one file; returns its metadata."""
+                   max_seconds: float = float("inf"), speakers: set[str] | None = None,
+                   per_speaker: int | None = None) -> dict:
+    """Pack tokenized folders (``valle2 tokenize``) into one file; returns its metadata.
+
+    ``speakers``: keep only these speakers' utterances (e.g. a voice split); ``per_speaker``:
+    at most that many each, the first in the folders' order.
+    """
     from safetensors.torch import save_file
 
     from valle2.data.shards import ShardReader
@@ -84,38 +93,45 @@ def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: floa
 
     data = open_tokenized(dirs)
     reader = ShardReader()
-    codes, phones, speakers, skipped = [], [], [], 0
+    codes, phones, names, skipped, left_out, count = [], [], [], 0, 0, {}
     for cut in data.cuts:
+        spk = _speaker(cut)
+        if (speakers is not None and spk not in speakers) or (per_speaker is not None
+                                                                and count.get(spk, 0) >= per_speaker):
+            left_out += 1
+            continue
         if not (min_seconds <= cut.duration <= max_seconds):
             skipped += 1
             continue
+        count[spk] = count.get(spk, 0) + 1
         tok = cut.custom["tokens"]
         c, p = reader.read(Path(tok["root"]) / tok["shard"], tok["key"])
         if c.shape[0] != data.n_codebooks:
             raise DataFileError(f"cut {cut.id} has {c.shape[0]} codebooks, its folder says {data.n_codebooks}")
         codes.append(c)
         phones.append(p)
-        speakers.append(cut.supervisions[0].speaker if cut.supervisions and cut.supervisions[0].speaker else cut.id)
+        names.append(spk)
     if not codes:
         raise DataFileError(f"nothing to pack: every utterance of {', '.join(map(str, dirs))} is outside "
-                            f"{min_seconds:g}-{max_seconds:g} s")
+                            f"{min_seconds:g}-{max_seconds:g} s or of another speaker")
     code_len = torch.tensor([c.shape[-1] for c in codes])
     phone_len = torch.tensor([len(p) for p in phones])
     all_codes = torch.cat(codes, dim=-1)
     all_phones = torch.cat(phones)
-    names = sorted(set(speakers))
-    index = {n: i for i, n in enumerate(names)}
+    speaker_names = sorted(set(names))
+    index = {n: i for i, n in enumerate(speaker_names)}
     meta = {"format": FORMAT, "version": VERSION, "codec": data.codec, "n_codebooks": data.n_codebooks,
             "codebook_size": data.codebook_size, "frame_rate": data.frame_rate, "language": data.language,
             "symbols": data.symbols.to_dict() if hasattr(data.symbols, "to_dict") else None,
             "sources": [str(d) for d in dirs], "n_utterances": len(codes), "skipped": skipped,
-            "min_seconds": min_seconds, "max_seconds": max_seconds, "speakers": names}
+            "min_seconds": min_seconds, "max_seconds": max_seconds, "speakers": speaker_names,
+            "left_out_by_speaker": left_out}
     tensors = {
         "codes": all_codes.to(_smallest_uint(int(all_codes.max()))).contiguous(),
         "phones": all_phones.to(_smallest_uint(int(all_phones.max()))).contiguous(),
         "code_len": code_len, "code_off": torch.cumsum(code_len, 0) - code_len,
         "phone_len": phone_len, "phone_off": torch.cumsum(phone_len, 0) - phone_len,
-        "speaker": torch.tensor([index[n] for n in speakers], dtype=torch.int32),
+        "speaker": torch.tensor([index[n] for n in names], dtype=torch.int32),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,7 @@ class SprintSettings:
     weights_dtype: str = "float16"  # of the files written (the training itself is fp32 + bf16 autocast)
     max_file_mb: float = 15.0
     save_last: bool = True  # False: only best-* (and run.json), for slots that hand back few files
+    max_steps: int | None = None  # also stop after this many steps (the schedule still follows the clock)
 
 
 def lr_at_time(step: int, elapsed: float, *, peak: float, warmup: int, budget: float, min_ratio: float) -> float:
@@ -192,7 +193,7 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
     while not done:
         for idx in batches.epoch(epoch):
             elapsed = time.perf_counter() - start
-            if elapsed >= settings.budget_s:
+            if elapsed >= settings.budget_s or (settings.max_steps is not None and step >= settings.max_steps):
                 done = True
                 break
             lr = lr_at_time(step, elapsed, peak=o.lr, warmup=settings.warmup_steps, budget=settings.budget_s,
