@@ -76,6 +76,7 @@ class ModelSection:
     prefix_lm: bool = True
     dropout: Optional[float] = None  # replaces the preset's dropout when set
     nar_prompt_cond: bool = False  # NAR: add a vector pooled from the prompt to its AdaLN condition
+    nar_progress: bool = False  # NAR: progress-through-segment encodings on text and frames (models/nar.py)
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,8 @@ class Config:
             (0 < self.data.nar_prompt_min <= self.data.nar_prompt_max < 1, "data.nar_prompt_min/max",
              (self.data.nar_prompt_min, self.data.nar_prompt_max), "0 < min <= max < 1"),
             (0 <= self.data.pair_prob <= 1, "data.pair_prob", self.data.pair_prob, "between 0 and 1"),
+            (not (self.model.nar_progress and self.data.nar_crop_seconds), "data.nar_crop_seconds",
+             self.data.nar_crop_seconds, "null with model.nar_progress (a crop cuts the segments)"),
             (self.data.pair_max_seconds > 0, "data.pair_max_seconds", self.data.pair_max_seconds, "positive"),
             (self.optim.accum_steps >= 1, "optim.accum_steps", self.optim.accum_steps, ">= 1"),
             (self.optim.lr > 0, "optim.lr", self.optim.lr, "> 0"),

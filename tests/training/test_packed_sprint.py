@@ -251,8 +251,11 @@ def test_pairs_lay_out_prompt_separator_target_as_inference_does(tiny_tokens, pa
             want_text = torch.cat([ta, torch.tensor([sep]), tb])
             want_codes = torch.cat([ca, cb], dim=1)
             assert int(got["nar_prompt_lens"][r]) == ca.shape[1]  # the NAR's prompt is the partner utterance
+            # the NAR's segments: prompt transcript + separator, prompt frames
+            assert int(got["nar_text_split"][r]) == len(ta) + 1 and int(got["nar_frame_split"][r]) == ca.shape[1]
         else:
             want_text, want_codes = tb, cb
+            assert int(got["nar_text_split"][r]) == 0 and int(got["nar_frame_split"][r]) == 0  # one segment
         n = len(want_text)
         assert torch.equal(got["text"][r][:n], want_text) and int(got["text_valid"][r].sum()) == n
         assert bool((got["text"][r][n:] == tok.symbols.pad_id).all())
@@ -324,7 +327,7 @@ def test_lhotse_path_pairs_same_speaker_utterances(tiny_tokens):  # noqa: F811 (
         own_codes, own_phones = load(cut)
         T, n = int(batch["code_lens"][r]), own_codes.shape[1]
         P = T - n  # the partner's frames come first
-        assert P > 0 and int(batch["nar_prompt_lens"][r]) == P
+        assert P > 0 and int(batch["nar_prompt_lens"][r]) == P and int(batch["nar_frame_split"][r]) == P
         codes = batch["codes"][r][:, :T]
         assert torch.equal(codes[:, P:], own_codes)
         partners = [c for c in cuts if c.id != cut.id and c.supervisions[0].speaker == cut.supervisions[0].speaker
@@ -333,6 +336,7 @@ def test_lhotse_path_pairs_same_speaker_utterances(tiny_tokens):  # noqa: F811 (
         text = batch["text"][r][batch["text_valid"][r]]
         pp = load(partners[0])[1]
         assert torch.equal(text, torch.cat([pp, torch.tensor([sep]), own_phones, torch.tensor([tok.symbols.eos_id])]))
+        assert int(batch["nar_text_split"][r]) == len(pp) + 1
     with pytest.raises(ValueError, match="pool"):
         TokenizedDataset(n_codebooks=tok.n_codebooks, eos_id=1, pair_prob=0.5)
 

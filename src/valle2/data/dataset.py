@@ -144,17 +144,19 @@ class TokenizedDataset(torch.utils.data.Dataset):
         cuts = list(cuts)
         ids = [c.id for c in cuts]
         gen = self.generator(ids)
-        codes, texts, prompt_frames = [], [], []
+        codes, texts, prompt_frames, prompt_text = [], [], [], []
         for cut, partner in zip(cuts, self._partners(cuts, gen)):
             c, phones = self.load(cut)
             if c.shape[0] != self.K:
                 raise ValueError(f"cut {cut.id} has {c.shape[0]} codebooks; the model expects {self.K}")
             prompt_frames.append(0)
+            prompt_text.append(0)
             if partner is not None:
                 pc, pp = self.load(partner)
                 sep = pp.new_tensor([] if self.sep_id is None else [self.sep_id])
                 c, phones = torch.cat([pc, c], dim=-1), torch.cat([pp, sep, phones])
                 prompt_frames[-1] = pc.shape[-1]
+                prompt_text[-1] = len(pp) + len(sep)
             codes.append(c)
             texts.append(torch.cat([phones, phones.new_tensor([self.eos_id])]))
         code_lens = torch.tensor([c.shape[-1] for c in codes])
@@ -179,6 +181,9 @@ class TokenizedDataset(torch.utils.data.Dataset):
             pf = torch.tensor(prompt_frames)
             whole = (pf > 0) & (batch["nar_code_lens"] == code_lens)
             prompt = torch.where(whole, pf.clamp(max=(code_lens - 1).clamp(min=1)), prompt)
+            # segments for the NAR's progress encodings: (prompt text + separator, prompt frames)
+            batch["nar_text_split"] = torch.tensor(prompt_text).masked_fill(~whole, 0)
+            batch["nar_frame_split"] = pf.masked_fill(~whole, 0)
         batch["nar_prompt_lens"] = prompt
         batch["nar_stage"] = torch.randint(1, self.K, (len(cuts),), generator=gen)
         return batch

@@ -19,12 +19,14 @@ from valle2.models.nar import NARModel
 @torch.inference_mode()
 def nar_generate(
     model: NARModel, texts: list[torch.Tensor], prompts: list[torch.Tensor], targets: list[torch.Tensor],
-    entries: torch.Tensor | None = None,
+    entries: torch.Tensor | None = None, text_splits: list[int] | None = None,
 ) -> list[torch.Tensor]:
     """texts: ids ending in EOS; prompts: all codes (K, P_i); targets: codebook 0 (T_i,) -> codes (K, T_i).
 
     ``entries`` (K, V, D), the codec's code vectors: decode by minimum expected distortion
-    instead of greedily (module docstring).
+    instead of greedily (module docstring). ``text_splits``: per row, how many leading text ids
+    are the prompt's transcript (+ separator), for a NAR with progress encodings; the frames
+    split at the prompt. None: one segment.
     """
     device = next(model.parameters()).device
     K = model.K
@@ -38,9 +40,12 @@ def nar_generate(
         codes[i, 0, p.shape[1] : p.shape[1] + len(t)] = t
     frame = torch.arange(codes.shape[2], device=device)
     is_target = (frame[None] >= prompt_lens[:, None]) & (frame[None] < code_lens[:, None])  # (B, C)
+    text_split = frame_split = None
+    if text_splits is not None:
+        text_split, frame_split = torch.tensor(text_splits, device=device), prompt_lens
     for j in range(1, K):
         stage = torch.full((B,), j, dtype=torch.long, device=device)
-        logits = model(text, text_valid, codes, prompt_lens, code_lens, stage)  # (B, C, V)
+        logits = model(text, text_valid, codes, prompt_lens, code_lens, stage, text_split, frame_split)  # (B, C, V)
         codes[:, j] = torch.where(is_target, pick_codes(logits, None if entries is None else entries[j]), codes[:, j])
     return [codes[i, :, int(prompt_lens[i]) : int(code_lens[i])].cpu() for i in range(B)]
 

@@ -121,7 +121,8 @@ def generate_rows(
         )
         device_type = next(nar.parameters()).device.type
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=nar_precision == "bf16"):
-            full = nar_generate(nar, texts, [r.prompt.codes for r in chunk], ar_out.codes, entries=entries)
+            full = nar_generate(nar, texts, [r.prompt.codes for r in chunk], ar_out.codes, entries=entries,
+                                text_splits=[len(r.prompt.phone_ids) + len(sep_ids) for r in chunk])
         for r, codes, hit in zip(chunk, full, ar_out.hit_limit):
             if hit:
                 logger.warning(

@@ -20,4 +20,5 @@ def build_nar(c: ModelConfig) -> NARModel:
         n_text_tokens=c.n_text_tokens, n_codebooks=c.n_codebooks, codebook_size=c.codebook_size,
         dim=c.nar.dim, n_layers=c.nar.n_layers, n_heads=c.nar.n_heads, ffn_dim=c.nar.ffn_dim,
         dropout=c.nar.dropout, embed_scale=c.embed_scale, prompt_cond=c.nar_prompt_cond,
+        progress=c.nar_progress,
     )

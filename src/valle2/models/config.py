@@ -33,6 +33,9 @@ class ModelConfig:
     # (AdaLN). A lookup of (speaker, codebook 0) predicts codebook 1 far better than the NAR
     # learned to from attention alone (benchmarks/RESULTS.md, "NAR ceiling").
     nar_prompt_cond: bool = False
+    # NAR progress encodings (models/nar.py): where each phone and frame sits within its segment
+    # (prompt or target), so frames can find their phones; not in the paper.
+    nar_progress: bool = False
     ar: TransformerConfig = field(default_factory=lambda: PRESETS["paper"])
     nar: TransformerConfig = field(default_factory=lambda: PRESETS["paper"])
 

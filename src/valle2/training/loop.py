@@ -60,7 +60,8 @@ class TrainModule(nn.Module):
         if self.nar is not None and "nar" in parts:
             stage = batch["nar_stage"] if nar_stage is None else torch.full_like(batch["nar_stage"], nar_stage)
             nar_loss, m = self.nar.loss(batch["text"], batch["text_valid"], batch["nar_codes"], batch["nar_code_lens"],
-                                        stage=stage, prompt_lens=batch["nar_prompt_lens"])
+                                        stage=stage, prompt_lens=batch["nar_prompt_lens"],
+                                        text_split=batch.get("nar_text_split"), frame_split=batch.get("nar_frame_split"))
             loss, metrics = loss + nar_loss, {**metrics, **m}
         return loss, metrics
 
@@ -86,7 +87,8 @@ def model_config(cfg: Config, n_text_tokens: int, n_codebooks: int, codebook_siz
         ar, nar = replace(ar, dropout=cfg.model.dropout), replace(nar, dropout=cfg.model.dropout)
     return ModelConfig(n_text_tokens=n_text_tokens, n_codebooks=n_codebooks, codebook_size=codebook_size,
                        group_size=cfg.model.group_size, prefix_lm=cfg.model.prefix_lm,
-                       nar_prompt_cond=cfg.model.nar_prompt_cond, ar=ar, nar=nar)
+                       nar_prompt_cond=cfg.model.nar_prompt_cond, nar_progress=cfg.model.nar_progress,
+                       ar=ar, nar=nar)
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
@@ -349,7 +351,9 @@ def _init_from(module: TrainModule, folder: Path, log) -> None:
     state = load_init_weights(folder)
     own = module.state_dict()
     take = {k: v.to(own[k].dtype) for k, v in state.items() if k in own}
-    missing = [k for k in own if k not in take]
+    fresh = {f"{name}.{p}" for name in ("ar", "nar") if getattr(module, name, None) is not None
+             for p in getattr(getattr(module, name), "fresh_parameters", lambda: [])()}
+    missing = [k for k in own if k not in take and k not in fresh]
     if missing:
         raise Valle2Error(f"train.init_from {folder} lacks {len(missing)} weights of the models being trained "
                           f"(e.g. {missing[0]}); is it the same size and codec?")
@@ -357,8 +361,10 @@ def _init_from(module: TrainModule, folder: Path, log) -> None:
     if wrong:
         raise Valle2Error(f"train.init_from {folder}: {len(wrong)} weights do not fit this model config "
                           f"(e.g. {wrong[0]}: {tuple(take[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})")
-    module.load_state_dict(take)
-    log("initialised %s from %s", ", ".join(sorted({k.split('.')[0] for k in take})), folder)
+    module.load_state_dict(take, strict=False)
+    new = sorted(k for k in fresh if k not in take)
+    log("initialised %s from %s%s", ", ".join(sorted({k.split('.')[0] for k in take})), folder,
+        f" ({', '.join(new)} start fresh)" if new else "")
 
 
 def pair_settings(cfg: Config, symbols, pool, *, validation: bool = False) -> dict:

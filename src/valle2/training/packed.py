@@ -361,5 +361,8 @@ class PackedBatches:
         whole = torch.as_tensor(paired, device=dev) & (ncl == code_lens)
         prompt = torch.where(whole, torch.as_tensor(la, device=dev), prompt)
         batch["nar_prompt_lens"] = prompt.clamp(min=1).minimum((ncl - 1).clamp(min=1))
+        # segments for the NAR's progress encodings: (prompt text + separator, prompt frames) of a pair
+        batch["nar_text_split"] = torch.as_tensor(pa + sep, device=dev).masked_fill(~whole, 0)
+        batch["nar_frame_split"] = torch.as_tensor(la, device=dev).masked_fill(~whole, 0)
         batch["nar_stage"] = torch.randint(1, d.n_codebooks, (len(idx),), generator=g, device=dev)
         return batch
