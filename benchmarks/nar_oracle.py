@@ -99,18 +99,20 @@ def main() -> None:
             wav, _ = load_audio(u.audio, target_sr=sr)
             codes = codec.encode(wav, sr)
             K, T = codes.shape
-            text, valid = pad_text([torch.tensor(prompt.phone_ids + m.frontend().encode(u.text) + [m.symbols.eos_id])])
+            sep = m.symbols.separator_ids()  # the text as synthesis lays it out
+            text, valid = pad_text([torch.tensor(prompt.phone_ids + sep + m.frontend().encode(u.text) + [m.symbols.eos_id])])
             P = prompt.codes.shape[1]
+            split = (torch.tensor([len(prompt.phone_ids) + len(sep)]), torch.tensor([P]))  # segments (progress)
             allc = torch.zeros(1, K, P + T, dtype=torch.long)
             allc[0, :, :P], allc[0, 0, P:] = prompt.codes, codes[0]
             soft = C[0][codes[0]].clone()
             med = allc.clone()
             with torch.inference_mode():
                 for j in range(1, K):
-                    logits = m.nar(text, valid, allc, torch.tensor([P]), torch.tensor([P + T]), torch.tensor([j]))[0, P:]
+                    logits = m.nar(text, valid, allc, torch.tensor([P]), torch.tensor([P + T]), torch.tensor([j]), *split)[0, P:]
                     allc[0, j, P:] = logits.argmax(-1)
                     soft += logits.float().softmax(-1) @ C[j]
-                    logits = m.nar(text, valid, med, torch.tensor([P]), torch.tensor([P + T]), torch.tensor([j]))[0, P:]
+                    logits = m.nar(text, valid, med, torch.tensor([P]), torch.tensor([P + T]), torch.tensor([j]), *split)[0, P:]
                     med[0, j, P:] = pick_codes(logits, C[j])
             mean_rest = sum(C[j].mean(0) for j in range(1, K))
             outs = {"full": codec.decode(codes), "cb0_mean": vocode(C[0][codes[0]] + mean_rest),

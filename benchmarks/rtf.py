@@ -53,7 +53,8 @@ def main() -> None:
                          torch.Generator().manual_seed(0), min_frames=[args.frames])
         t1 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            codes = nar_generate(model.nar, text, [prompt.codes], ar.codes, entries=entries)[0]
+            codes = nar_generate(model.nar, text, [prompt.codes], ar.codes, entries=entries,
+                                 text_splits=[len(row.prompt.phone_ids) + len(sep)])[0]
         t2 = time.perf_counter()
         wav = model.codec.decode(codes)
         t3 = time.perf_counter()
