@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from valle2.config import ConfigError, load_config
 from valle2.models.nar import NARModel, segment_progress
 
 
@@ -37,8 +38,6 @@ def test_progress_model_reads_the_segments_and_plain_model_ignores_them():
 
 
 def test_progress_needs_uncropped_nar_windows():
-    from valle2.config import ConfigError, load_config
-
     load_config("debug", ["model.nar_progress=true"])
     with pytest.raises(ConfigError, match="nar_crop_seconds"):
         load_config("debug", ["model.nar_progress=true", "data.nar_crop_seconds=4"])
@@ -53,7 +52,7 @@ def test_config_switch_builds_it_and_synthesis_passes_the_prompt_split():
     from valle2.models.valle2 import VallE2
     from valle2.training.loop import model_config
 
-    mc = model_config(load_config_debug(["model.nar_progress=true"]), 20, 4, 32)
+    mc = model_config(load_config("debug", ["model.nar_progress=true"]), 20, 4, 32)
     assert mc.nar_progress and build_nar(mc).progress
     m = VallE2.debug()
     m.config = replace(m.config, nar_progress=True)
@@ -79,19 +78,14 @@ def test_config_switch_builds_it_and_synthesis_passes_the_prompt_split():
     assert int(frame_split[0]) == prompt.n_frames
 
 
-def load_config_debug(overrides):
-    from valle2.config import load_config
-
-    return load_config("debug", overrides)
-
 
 def test_a_checkpoint_without_progress_starts_a_progress_run(tmp_path):
     from valle2.errors import Valle2Error
     from valle2.training.loop import TrainModule, _init_from
 
-    plain = _nar(False)
     from safetensors.torch import save_file
 
+    plain = _nar(False)
     save_file({f"nar.{k}": v.contiguous() for k, v in plain.state_dict().items()}, str(tmp_path / "model.safetensors"))
     module = TrainModule(None, _nar(True))
     logs = []
