@@ -61,6 +61,7 @@ def main() -> None:
     from valle2.eval.wer import wer_details
     from valle2.generation.ar_decode import pad_text
     from valle2.generation.nar_decode import pick_codes
+    from valle2.generation.pipeline import Row
 
     m = VallE2.from_pretrained(args.model).eval()
     m.sampling = m.sampling_config(top_p=args.top_p, temperature=args.temperature, nar_decoding=args.nar_decoding)
@@ -99,10 +100,10 @@ def main() -> None:
             wav, _ = load_audio(u.audio, target_sr=sr)
             codes = codec.encode(wav, sr)
             K, T = codes.shape
-            sep = m.symbols.separator_ids()  # the text as synthesis lays it out
-            text, valid = pad_text([torch.tensor(prompt.phone_ids + sep + m.frontend().encode(u.text) + [m.symbols.eos_id])])
+            ids, lead = Row(prompt, m.frontend().encode(u.text)).text_ids(m.symbols.separator_ids(), m.symbols.eos_id)
+            text, valid = pad_text([torch.tensor(ids)])  # the text as synthesis lays it out
             P = prompt.codes.shape[1]
-            split = (torch.tensor([len(prompt.phone_ids) + len(sep)]), torch.tensor([P]))  # segments (progress)
+            split = (torch.tensor([lead]), torch.tensor([P]))  # segments (progress encodings)
             allc = torch.zeros(1, K, P + T, dtype=torch.long)
             allc[0, :, :P], allc[0, 0, P:] = prompt.codes, codes[0]
             soft = C[0][codes[0]].clone()

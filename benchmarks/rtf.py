@@ -44,8 +44,8 @@ def main() -> None:
     entries = model.codec.code_entries() if decoding == "min_distortion" else None
     prompt = model.prepare_prompt(DEMO / "prompt.wav", (DEMO / "prompt.txt").read_text().strip())
     [row] = model.make_rows(args.text, prompt)
-    sep = model.symbols.separator_ids()
-    text = [torch.tensor(row.prompt.phone_ids + sep + row.target_ids + [model.symbols.id("<eos>")])]
+    ids, lead = row.text_ids(model.symbols.separator_ids(), model.symbols.id("<eos>"))
+    text = [torch.tensor(ids)]
     best = None
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -54,7 +54,7 @@ def main() -> None:
         t1 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             codes = nar_generate(model.nar, text, [prompt.codes], ar.codes, entries=entries,
-                                 text_splits=[len(row.prompt.phone_ids) + len(sep)])[0]
+                                 text_splits=[lead])[0]
         t2 = time.perf_counter()
         wav = model.codec.decode(codes)
         t3 = time.perf_counter()

@@ -65,7 +65,6 @@ def main() -> None:
     tr.SelfAttention.forward = attn
     sampling = m.sampling_config(top_p=args.top_p, temperature=args.temperature)
     rows_out = []
-    sep = len(m.symbols.separator_ids())
     for pu, tu in pairs:
         prompt = m.prepare_prompt(pu.audio, pu.text)
         row = m.make_rows(tu.text, prompt)[0]
@@ -73,8 +72,8 @@ def main() -> None:
         capture.update(on=True, layer=0)
         res = m.generate([row], seed=args.seed, sampling=sampling)[0]
         capture["on"] = False
-        t0 = len(prompt.phone_ids) + sep
-        S = t0 + len(row.target_ids) + 1  # + <eos>
+        ids, t0 = row.text_ids(m.symbols.separator_ids(), m.symbols.eos_id)
+        S = len(ids)
         pos = torch.stack([p[:S].argmax() for p in trace]).float()  # text position per step
         rel = ((pos - t0) / max(len(row.target_ids) - 1, 1)).tolist()
         back = sum(1 for a, b in zip(rel, rel[1:]) if b < a - 0.05)

@@ -16,9 +16,10 @@ Prompt pairs (``pair_prob`` > 0, given the pool of training cuts): with that pro
 row is another utterance of the same speaker, then the utterance, as inference lays out
 prompt and target: text ``a + separator + b + <eos>``, codes ``a ++ b``; the NAR's prompt is
 then ``a`` (when not cropped). The sampler's duration budget counts the utterances it drew,
-not their partners, so a batch holds up to ``1 + pair_prob`` times its budget on average. Random crops apply to the
-NAR only: the AR must see the audio of its whole transcript, so long utterances are left
-out by the sampler's duration limits rather than cut.
+not their partners, so a batch holds up to ``1 + pair_prob`` times its budget on average.
+
+Random crops apply to the NAR only: the AR must see the audio of its whole transcript, so
+long utterances are left out by the sampler's duration limits rather than cut.
 
 All randomness of a batch comes from a generator seeded by (seed, epoch, the batch's cut
 ids), not from process-global state, so batches are the same in a resumed run and with
@@ -50,6 +51,18 @@ def nar_prompt_split(code_lens: torch.Tensor, lo: float, hi: float, generator: t
     u = torch.rand(code_lens.shape, generator=generator)
     frac = lo + (hi - lo) * u
     return (code_lens.float() * frac).long().clamp(min=1).minimum((code_lens - 1).clamp(min=1))
+
+
+def cut_speaker(cut) -> str:
+    """A cut's speaker: its first supervision's, else (no speaker known) the cut itself."""
+    return cut.supervisions[0].speaker if cut.supervisions and cut.supervisions[0].speaker else cut.id
+
+
+def index_speakers(names: list[str]) -> tuple[list[str], np.ndarray]:
+    """Speaker names -> (the sorted distinct names, each name's index into them)."""
+    distinct = sorted(set(names))
+    index = {n: i for i, n in enumerate(distinct)}
+    return distinct, np.array([index[n] for n in names], dtype=np.int64)
 
 
 def pick_partners(rows: np.ndarray, speaker: np.ndarray, length: np.ndarray, *, prob: float, max_length: float,
@@ -111,10 +124,7 @@ class TokenizedDataset(torch.utils.data.Dataset):
                 raise ValueError("prompt pairs need the pool of cuts to draw partners from")
             self.pool = list(pool)
             self.pool_index = {c.id: i for i, c in enumerate(self.pool)}
-            names = [c.supervisions[0].speaker if c.supervisions and c.supervisions[0].speaker else c.id
-                     for c in self.pool]
-            ids = {n: i for i, n in enumerate(sorted(set(names)))}
-            self.pool_speaker = np.array([ids[n] for n in names], dtype=np.int64)
+            _, self.pool_speaker = index_speakers([cut_speaker(c) for c in self.pool])
             self.pool_seconds = np.array([c.duration for c in self.pool])
 
     def set_epoch(self, epoch: int) -> None:

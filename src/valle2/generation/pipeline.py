@@ -68,6 +68,12 @@ class Row:
     max_frames: int = 0
     min_frames: int = 0
 
+    def text_ids(self, sep_ids: list[int], eos_id: int) -> tuple[list[int], int]:
+        """The models' text: prompt transcript + separator + target + <eos>, and how many ids lead
+        up to the target (the prompt segment, for the NAR's progress encodings)."""
+        lead = self.prompt.phone_ids + sep_ids
+        return lead + self.target_ids + [eos_id], len(lead)
+
 
 @dataclass
 class RowResult:
@@ -113,7 +119,8 @@ def generate_rows(
     results: list[RowResult] = []
     for start in range(0, len(rows), max_batch):
         chunk = rows[start : start + max_batch]
-        texts = [torch.tensor(r.prompt.phone_ids + sep_ids + r.target_ids + [eos_id], dtype=torch.long) for r in chunk]
+        laid_out = [r.text_ids(sep_ids, eos_id) for r in chunk]
+        texts = [torch.tensor(ids, dtype=torch.long) for ids, _ in laid_out]
         prompts0 = [r.prompt.codes[0] for r in chunk]
         ar_out = ar_generate(
             ar, texts, prompts0, [r.max_frames for r in chunk], sampling, generator,
@@ -122,7 +129,7 @@ def generate_rows(
         device_type = next(nar.parameters()).device.type
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=nar_precision == "bf16"):
             full = nar_generate(nar, texts, [r.prompt.codes for r in chunk], ar_out.codes, entries=entries,
-                                text_splits=[len(r.prompt.phone_ids) + len(sep_ids) for r in chunk])
+                                text_splits=[lead for _, lead in laid_out])
         for r, codes, hit in zip(chunk, full, ar_out.hit_limit):
             if hit:
                 logger.warning(

@@ -159,7 +159,7 @@ def _train(cfg: Config, env: DistEnv, resume, until_step: int | None = None) -> 
         n_codebooks=data.n_codebooks, eos_id=symbols.eos_id, pad_id=symbols.pad_id,
         nar_crop_frames=frames_for_seconds(crop, data.frame_rate) if crop else None,
         nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max), seed=t.seed,
-        **pair_settings(cfg, symbols, data.cuts))
+        **pair_settings(cfg, symbols), pair_max_seconds=cfg.data.pair_max_seconds, pool=data.cuts)
     sampler = ResumableSampler(make_sampler(
         data.cuts, max_batch_seconds=cfg.data.max_batch_seconds, min_seconds=cfg.data.min_seconds,
         max_seconds=cfg.data.max_seconds, shuffle=True, world_size=env.world_size, rank=env.rank, seed=t.seed,
@@ -367,18 +367,18 @@ def _init_from(module: TrainModule, folder: Path, log) -> None:
         f" ({', '.join(new)} start fresh)" if new else "")
 
 
-def pair_settings(cfg: Config, symbols, pool, *, validation: bool = False) -> dict:
-    """TokenizedDataset's prompt-pair arguments; validation pairs every row it can (the inference layout)."""
-    if cfg.data.pair_prob <= 0:
-        return {}
-    return {"pair_prob": 1.0 if validation else cfg.data.pair_prob, "pair_max_seconds": cfg.data.pair_max_seconds,
-            "sep_id": (symbols.separator_ids() or [None])[0], "pool": pool}
+def pair_settings(cfg: Config, symbols, *, validation: bool = False) -> dict:
+    """Prompt-pair arguments of TokenizedDataset and PackedBatches (besides the length limit):
+    validation pairs every row it can, so its loss is the inference layout's."""
+    prob = cfg.data.pair_prob if not validation or cfg.data.pair_prob <= 0 else 1.0
+    return {"pair_prob": prob, "sep_id": (symbols.separator_ids() or [None])[0]}
 
 
 def _valid_loader(cfg: Config, valid, env: DistEnv, symbols):
     ds = TokenizedDataset(n_codebooks=valid.n_codebooks, eos_id=symbols.eos_id, pad_id=symbols.pad_id,
                           nar_crop_frames=None, nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max),
-                          seed=cfg.train.seed, **pair_settings(cfg, symbols, valid.cuts, validation=True))
+                          seed=cfg.train.seed, **pair_settings(cfg, symbols, validation=True),
+                          pair_max_seconds=cfg.data.pair_max_seconds, pool=valid.cuts)
     sampler = make_sampler(valid.cuts, max_batch_seconds=cfg.data.max_batch_seconds, min_seconds=cfg.data.min_seconds,
                            max_seconds=cfg.data.max_seconds, shuffle=False, world_size=env.world_size, rank=env.rank,
                            seed=cfg.train.seed, num_buckets=cfg.data.num_buckets, buffer_size=cfg.data.buffer_size)

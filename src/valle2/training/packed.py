@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from valle2.data.dataset import pick_partners
+from valle2.data.dataset import cut_speaker, index_speakers, pick_partners
 from valle2.data.shards import DataFileError
 
 FORMAT = "valle2-packed-tokens"
@@ -74,10 +74,6 @@ def _smallest_uint(max_value: int) -> torch.dtype:
     return torch.uint8 if max_value < 256 else torch.int16 if max_value < 2**15 else torch.int32
 
 
-def _speaker(cut) -> str:
-    return cut.supervisions[0].speaker if cut.supervisions and cut.supervisions[0].speaker else cut.id
-
-
 def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: float = 0.0,
                    max_seconds: float = float("inf"), speakers: set[str] | None = None,
                    per_speaker: int | None = None) -> dict:
@@ -95,7 +91,7 @@ def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: floa
     reader = ShardReader()
     codes, phones, names, skipped, left_out, count = [], [], [], 0, 0, {}
     for cut in data.cuts:
-        spk = _speaker(cut)
+        spk = cut_speaker(cut)
         if (speakers is not None and spk not in speakers) or (per_speaker is not None
                                                                 and count.get(spk, 0) >= per_speaker):
             left_out += 1
@@ -118,8 +114,7 @@ def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: floa
     phone_len = torch.tensor([len(p) for p in phones])
     all_codes = torch.cat(codes, dim=-1)
     all_phones = torch.cat(phones)
-    speaker_names = sorted(set(names))
-    index = {n: i for i, n in enumerate(speaker_names)}
+    speaker_names, speaker = index_speakers(names)
     meta = {"format": FORMAT, "version": VERSION, "codec": data.codec, "n_codebooks": data.n_codebooks,
             "codebook_size": data.codebook_size, "frame_rate": data.frame_rate, "language": data.language,
             "symbols": data.symbols.to_dict() if hasattr(data.symbols, "to_dict") else None,
@@ -131,7 +126,7 @@ def pack_tokenized(dirs: list[str | Path], out: str | Path, *, min_seconds: floa
         "phones": all_phones.to(_smallest_uint(int(all_phones.max()))).contiguous(),
         "code_len": code_len, "code_off": torch.cumsum(code_len, 0) - code_len,
         "phone_len": phone_len, "phone_off": torch.cumsum(phone_len, 0) - phone_len,
-        "speaker": torch.tensor([index[n] for n in names], dtype=torch.int32),
+        "speaker": torch.from_numpy(speaker).to(torch.int32),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -214,11 +209,7 @@ def concat_packed(parts: list[PackedData]) -> PackedData:
             "n_utterances": sum(p.n_utterances for p in parts)}
     speaker = None
     if all(p.speaker is not None for p in parts):  # one speaker list: a voice in two files is one speaker
-        names = sorted({n for p in parts for n in p.meta["speakers"]})
-        index = {n: i for i, n in enumerate(names)}
-        meta["speakers"] = names
-        speaker = np.concatenate([np.array([index[n] for n in p.meta["speakers"]], dtype=np.int64)[p.speaker]
-                                  for p in parts])
+        meta["speakers"], speaker = index_speakers([p.meta["speakers"][i] for p in parts for i in p.speaker])
     else:
         meta.pop("speakers", None)
     return PackedData(

@@ -33,7 +33,7 @@ from valle2.models.builders import build_ar, build_nar
 from valle2.models.config import ModelConfig
 from valle2.training.distributed import DistEnv, grad_norm_value
 from valle2.training.loop import (
-    TrainModule, _init_from, autocast_context, model_config, param_groups, seed_everything, validate,
+    TrainModule, _init_from, autocast_context, model_config, pair_settings, param_groups, seed_everything, validate,
 )
 from valle2.training.packed import PackedBatches, concat_packed, load_packed
 
@@ -136,12 +136,11 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
     autocast = autocast_context(cfg, dev)
     env = DistEnv(rank=0, world_size=1, local_rank=0, device=dev, initialized_here=False)
     crop = cfg.data.nar_crop_seconds
-    pairs = {"pair_max_frames": int(cfg.data.pair_max_seconds * meta["frame_rate"]),
-             "sep_id": (symbols.separator_ids() or [None])[0]}
+    pair_max_frames = int(cfg.data.pair_max_seconds * meta["frame_rate"])
     batches = PackedBatches(data, eos_id=symbols.eos_id, pad_id=symbols.pad_id, max_frames=settings.max_frames,
                             nar_crop_frames=int(crop * meta["frame_rate"]) if crop else None,
                             nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max), seed=cfg.train.seed,
-                            pair_prob=cfg.data.pair_prob, **pairs)
+                            **pair_settings(cfg, symbols), pair_max_frames=pair_max_frames)
     n_params = sum(p.numel() for p in module.parameters())
     logger.info("sprint: %d utterances (%.2f h) on %s, %.2f M parameters, %.0f s budget, %d frames per batch "
                 "(loaded in %.1f s)", data.n_utterances, data.hours, dev, n_params / 1e6, settings.budget_s,
@@ -160,10 +159,9 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
         nonlocal best
         if valid is None:
             return None
-        # with pairs, validate on the inference layout only: every row a pair where one fits
         vb = PackedBatches(valid, eos_id=symbols.eos_id, pad_id=symbols.pad_id, max_frames=settings.max_frames,
                            nar_prompt=(cfg.data.nar_prompt_min, cfg.data.nar_prompt_max), seed=12345,
-                           pair_prob=1.0 if cfg.data.pair_prob > 0 else 0.0, **pairs)
+                           **pair_settings(cfg, symbols, validation=True), pair_max_frames=pair_max_frames)
         row = validate(module, (vb.collate(i) for i in vb.epoch(0, shuffle=False)), env, autocast,
                        data.n_codebooks)
         module.train()
