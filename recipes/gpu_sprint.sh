@@ -5,6 +5,8 @@
 #   DATA_DIR holds train*.safetensors[.xz] (all are used) and valid.safetensors (recipes/gpu_sprint.py pack [--xz])
 #   configs/demo.yaml trains on prompt pairs (data.pair_prob), which need packed format version 2 (speakers)
 #   to continue an earlier slot's run: pass --init-from ITS_OUT/a (or a model folder) among the extra args
+#   LR_A / LR_B (default 2e-3 / 1e-3) set each run's learning rate; B_ARGS adds train args to B alone,
+#   e.g. LR_B=2e-3 B_ARGS="--set model.nar_progress=true" makes B an A/B test of one option
 #   on a CPU, preload jemalloc (LD_PRELOAD=libjemalloc.so.2): glibc's heap grows without bound with the
 #   changing batch shapes (11.5 GB after 90 steps, measured)
 set -u
@@ -18,9 +20,9 @@ train=("$data"/train*.safetensors "$data"/train*.safetensors.xz)  # several are 
 common=(train --config demo --set model.nar_prompt_cond=true --train "${train[@]}"
         --valid "$data/valid.safetensors" --minutes "$minutes" --no-last --valid-every-s 45 "$@")
 limit=$(python3 -c "print(int($minutes * 60 + 90))")
-timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr=2e-3 --max-frames "$frames_a" \
+timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr="${LR_A:-2e-3}" --max-frames "$frames_a" \
     --out "$out/a" >"$out/a.log" 2>&1 &
-timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr=1e-3 --max-frames "$frames_b" \
+timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr="${LR_B:-1e-3}" --max-frames "$frames_b" ${B_ARGS:-} \
     --out "$out/b" >"$out/b.log" 2>&1 &
 wait
 tail -n 4 "$out/a.log" "$out/b.log"
