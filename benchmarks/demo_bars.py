@@ -109,7 +109,7 @@ def main() -> None:
     from valle2 import VallE2
     from valle2.eval.asr import get_asr
     from valle2.eval.speaker import cosine, get_speaker_encoder
-    from valle2.eval.wer import wer_details
+    from valle2.eval.wer import char_error_rate, wer_details
     from valle2.models.valle2 import SynthesisJob
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -195,6 +195,7 @@ def main() -> None:
             "n": len(sub),
             "wer": wer_details(refs, hyps).wer,
             "wer_capped_mean": statistics.mean(min(r["wer"], 1.0) for r in sub),
+            "cer": char_error_rate(refs, hyps),
             "sim_mean": statistics.mean(sims) if sims else None,
             "sim_min": min(sims) if sims else None,
             "rank_correct": sum(r["rank_correct"] for r in sub) / len(sub),
@@ -208,6 +209,7 @@ def main() -> None:
             "audio_s": sum(r["seconds"] for r in sub),
         }
         out["ground_truth_wer"] = wer_details(refs, [r["gt_hyp"] for r in sub]).wer
+        out["ground_truth_cer"] = char_error_rate(refs, [r["gt_hyp"] for r in sub])
         return out
 
     summary = {

@@ -17,7 +17,7 @@ mkdir -p "$out/a" "$out/b"
 py=${PYTHON:-python3}
 shopt -s nullglob
 train=("$data"/train*.safetensors "$data"/train*.safetensors.xz)  # several are joined
-common=(train --config demo --set model.nar_prompt_cond=true --train "${train[@]}"
+common=(train --config demo --train "${train[@]}"
         --valid "$data/valid.safetensors" --minutes "$minutes" --no-last --valid-every-s 45 "$@")
 limit=$(python3 -c "print(int($minutes * 60 + 90))")
 timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr="${LR_A:-2e-3}" --max-frames "$frames_a" \

@@ -145,6 +145,8 @@ class ExportConfig:
     name: str = "custom"
     requires_consent: bool = True  # a trained model clones voices: the policy asks for the speaker's consent
     nar_precision: Literal["fp32", "bf16"] = "fp32"  # bf16: NAR passes under autocast (2.3x faster on AMX CPUs)
+    # the model's default NAR decoding; min_distortion suits codecs with large codebooks (RESULTS.md, codec v3)
+    nar_decoding: Literal["greedy", "min_distortion"] = "greedy"
 
 
 @dataclass(frozen=True)

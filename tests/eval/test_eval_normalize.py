@@ -1,4 +1,4 @@
-"""The WER normaliser and WER itself on hand-made pairs with known answers."""
+"""The WER normaliser, WER and CER on hand-made pairs with known answers."""
 
 import importlib.util
 import sys
@@ -7,7 +7,7 @@ import pytest
 
 from valle2.errors import MissingDependencyError, TextError
 from valle2.eval.normalize import normalize_for_wer
-from valle2.eval.wer import wer_details, word_error_rate
+from valle2.eval.wer import char_error_rate, wer_details, word_error_rate
 
 needs_jiwer = pytest.mark.skipif(
     importlib.util.find_spec("jiwer") is None, reason='jiwer is not installed (pip install "valle2[eval]")'
@@ -55,6 +55,34 @@ def test_written_and_spoken_numbers_compare_equal():
 )
 def test_word_error_rate_known_answers(ref, hyp, wer):
     assert word_error_rate(ref, hyp) == pytest.approx(wer)
+
+
+@needs_jiwer
+@pytest.mark.parametrize(
+    "ref, hyp, cer",
+    [
+        ("the cat", "The cat.", 0.0),  # normalised first
+        ("the cat", "the bat", 1 / 7),  # 1 substituted character of 7 (the space counts)
+        ("the cat", "the cats", 1 / 7),
+        ("the cat", "", 1.0),
+        (["ab", "cd"], ["ab", "xy"], 2 / 4),  # corpus CER: errors over all reference characters
+    ],
+)
+def test_char_error_rate_known_answers(ref, hyp, cer):
+    assert char_error_rate(ref, hyp) == pytest.approx(cer)
+
+
+@needs_jiwer
+def test_cer_tells_a_near_miss_from_babble():
+    ref = "the weather is nice today"
+    assert word_error_rate(ref, "that weather is thanks tonight") == pytest.approx(0.6)
+    assert char_error_rate(ref, "that weather is thanks tonight") < 0.6 < char_error_rate(ref, "or maybe pills go on")
+
+
+@needs_jiwer
+def test_cer_refuses_an_empty_reference():
+    with pytest.raises(TextError, match="no words"):
+        char_error_rate(["a b", " ?! "], ["a b", "c"])
 
 
 @needs_jiwer

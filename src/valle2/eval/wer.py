@@ -11,6 +11,10 @@ For several pairs the result is the *corpus* WER (errors summed over all pairs,
 divided by all reference words), as the paper reports it; the mean of per-utterance
 WERs weighs short utterances more and is what a per-utterance table averages.
 WER is a fraction (0.05 = 5 %); it can exceed 1 when the hypothesis inserts words.
+
+:func:`char_error_rate` is the same count over characters (spaces included) of the normalised
+text. It is not the paper's measure; it tells near misses ("that weather" for "the weather")
+from babble where WER counts both as wrong words.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import asdict, dataclass
 from valle2.errors import MissingDependencyError, TextError
 from valle2.eval.normalize import normalize_for_wer
 
-__all__ = ["WerDetails", "word_error_rate", "wer_details"]
+__all__ = ["WerDetails", "char_error_rate", "word_error_rate", "wer_details"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,16 @@ def _as_lists(refs: list[str] | str, hyps: list[str] | str) -> tuple[list[str], 
     return refs, hyps
 
 
+def _jiwer():
+    try:
+        import jiwer
+    except ImportError as exc:
+        raise MissingDependencyError(
+            'WER needs jiwer, which is not installed: pip install "valle2[eval]" (or: pip install jiwer)'
+        ) from exc
+    return jiwer
+
+
 def wer_details(refs: list[str] | str, hyps: list[str] | str, *, language: str = "en-us") -> WerDetails:
     """Alignment counts and WER of ``hyps`` against ``refs`` (one string or parallel lists).
 
@@ -60,12 +74,7 @@ def wer_details(refs: list[str] | str, hyps: list[str] | str, *, language: str =
     :class:`~valle2.errors.MissingDependencyError` when jiwer is not installed.
     """
     refs, hyps = _as_lists(refs, hyps)
-    try:
-        import jiwer
-    except ImportError as exc:
-        raise MissingDependencyError(
-            'WER needs jiwer, which is not installed: pip install "valle2[eval]" (or: pip install jiwer)'
-        ) from exc
+    jiwer = _jiwer()
     norm_refs = [normalize_for_wer(r, language) for r in refs]
     norm_hyps = [normalize_for_wer(h, language) for h in hyps]
     n_ref = sum(len(r.split()) for r in norm_refs)
@@ -87,3 +96,14 @@ def wer_details(refs: list[str] | str, hyps: list[str] | str, *, language: str =
 def word_error_rate(refs: list[str] | str, hyps: list[str] | str, *, language: str = "en-us") -> float:
     """Corpus WER (a fraction) of ``hyps`` against ``refs`` after :func:`normalize_for_wer`."""
     return wer_details(refs, hyps, language=language).wer
+
+
+def char_error_rate(refs: list[str] | str, hyps: list[str] | str, *, language: str = "en-us") -> float:
+    """Corpus character error rate (a fraction) of ``hyps`` against ``refs`` after :func:`normalize_for_wer`."""
+    refs, hyps = _as_lists(refs, hyps)
+    norm_refs = [normalize_for_wer(r, language) for r in refs]
+    empty = [r for r, n in zip(refs, norm_refs) if not n]
+    if empty:
+        raise TextError(f"reference text has no words after normalisation: {empty[:3]!r}")
+    out = _jiwer().process_characters(norm_refs, [normalize_for_wer(h, language) for h in hyps])
+    return (out.substitutions + out.deletions + out.insertions) / sum(len(r) for r in norm_refs)

@@ -33,6 +33,7 @@ from valle2.config import Config, build_codec, config_to_dict, dump_config
 from valle2.data.dataset import ResumableSampler, TokenizedDataset, make_sampler
 from valle2.data.tokenize import cut_text, frames_for_seconds, open_tokenized
 from valle2.errors import Valle2Error
+from valle2.generation.sampling import SamplingConfig
 from valle2.models.builders import build_ar, build_nar
 from valle2.models.config import ModelConfig, preset
 from valle2.training import checkpoint as ckpt
@@ -446,7 +447,8 @@ class Exporter:
         with torch.random.fork_rng(devices=[]):  # building it must not move the training RNG
             self.model = VallE2(mcfg, symbols, codec, language=data.language,
                                 requires_consent=cfg.export.requires_consent, name=cfg.export.name,
-                                nar_precision=cfg.export.nar_precision)
+                                nar_precision=cfg.export.nar_precision,
+                                sampling=SamplingConfig(nar_decoding=cfg.export.nar_decoding))
         self.trained: set[str] = set()
         self.base: dict = {}
         if cfg.train.init_from and cfg.train.models != "both":  # parts not trained now come from there
