@@ -147,6 +147,8 @@ class ExportConfig:
     nar_precision: Literal["fp32", "bf16"] = "fp32"  # bf16: NAR passes under autocast (2.3x faster on AMX CPUs)
     # the model's default NAR decoding; min_distortion suits codecs with large codebooks (RESULTS.md, codec v3)
     nar_decoding: Literal["greedy", "min_distortion"] = "greedy"
+    top_p: float = 0.8  # the model's default AR sampling (valle2.generation.sampling.SamplingConfig)
+    temperature: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,8 @@ class Config:
             (self.train.steps >= 1, "train.steps", self.train.steps, ">= 1"),
             (self.train.keep_last >= 1, "train.keep_last", self.train.keep_last, ">= 1"),
             (self.train.log_every >= 1, "train.log_every", self.train.log_every, ">= 1"),
+            (0 < self.export.top_p <= 1, "export.top_p", self.export.top_p, "in (0, 1]"),
+            (self.export.temperature > 0, "export.temperature", self.export.temperature, "> 0"),
         ]
         for ok, key, value, need in checks:
             if not ok:

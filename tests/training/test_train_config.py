@@ -37,6 +37,9 @@ def test_overrides_are_typed():
     ("optim.betas=[0.9]", "optim.betas is [0.9]; expected a list of 2 numbers"),
     ("model.group_size=3", "model.group_size is 3; must be one of 1, 2, 4, 8"),
     ("train.steps", "not key=value"),
+    ("export.top_p=0", "export.top_p is 0.0; must be in"),
+    ("export.temperature=-1", "export.temperature is -1.0; must be > 0"),
+    ("export.nar_decoding=beam", "expected one of 'greedy', 'min_distortion'"),
     ("train=3", "train must be a mapping"),
 ])
 def test_bad_overrides_name_the_key_and_value(override, message):

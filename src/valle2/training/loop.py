@@ -448,7 +448,8 @@ class Exporter:
             self.model = VallE2(mcfg, symbols, codec, language=data.language,
                                 requires_consent=cfg.export.requires_consent, name=cfg.export.name,
                                 nar_precision=cfg.export.nar_precision,
-                                sampling=SamplingConfig(nar_decoding=cfg.export.nar_decoding))
+                                sampling=SamplingConfig(nar_decoding=cfg.export.nar_decoding, top_p=cfg.export.top_p,
+                                                        temperature=cfg.export.temperature))
         self.trained: set[str] = set()
         self.base: dict = {}
         if cfg.train.init_from and cfg.train.models != "both":  # parts not trained now come from there
