@@ -27,11 +27,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--min-duration", type=float, default=2.0, help="seconds; shorter files stay out of the manifests")
     synth.add_argument("--max-duration", type=float, default=8.0, help="seconds; longer files stay out of the manifests")
+    synth.add_argument("--sentences", type=Path, metavar="FILE",
+                       help="draw each voice's sentences from this file (one per line; `valle2 corpus sentences`) "
+                       "instead of the built-in grammar")
     synth.set_defaults(func=run)
+
+    sents = sub.add_parser(
+        "sentences",
+        help="write a sentence pool for `corpus synth --sentences`",
+        description="Write a pool of English sentences, one per line: WordNet's usage examples "
+        "(27,000 words; needs the wordnet-base package), sentences with numbers, dates, times and "
+        "prices written out by valle2's normaliser, and sentences of the built-in grammar. "
+        "Sentences also found in an --exclude file (e.g. an evaluation set) are left out.",
+    )
+    sents.add_argument("--out", type=Path, required=True, help="output text file")
+    sents.add_argument("--wordnet", type=Path, default=None, help="WordNet database folder (default /usr/share/wordnet)")
+    sents.add_argument("--no-wordnet", action="store_true", help="leave WordNet out")
+    sents.add_argument("--numbers", type=int, default=3000, help="how many number sentences")
+    sents.add_argument("--grammar", type=int, default=3000, help="how many grammar sentences")
+    sents.add_argument("--exclude", type=Path, action="append", default=[], metavar="FILE",
+                       help="leave out sentences of this file (compared after WER normalisation); repeatable")
+    sents.add_argument("--seed", type=int, default=0)
+    sents.set_defaults(func=run_sentences)
 
 
 def run(args: argparse.Namespace) -> int:
     from valle2.data.corpus_synth import synth_corpus
+    from valle2.data.sentences import read_sentences
     from valle2.data.voices import select
 
     voices = select(args.voices)
@@ -39,8 +61,37 @@ def run(args: argparse.Namespace) -> int:
     rec, sup = synth_corpus(
         args.out, voices, split=args.voices, sentences_per_voice=args.sentences_per_voice,
         jobs=args.jobs, seed=args.seed, min_duration=args.min_duration, max_duration=args.max_duration,
+        sentences=read_sentences(args.sentences) if args.sentences else None,
     )
     log.info("wrote %s and %s in %.1f s", rec, sup, time.monotonic() - start)
     print(rec)
     print(sup)
+    return 0
+
+
+def run_sentences(args: argparse.Namespace) -> int:
+    from valle2.data.sentences import WORDNET_DIR, generate_sentences, number_sentences, read_sentences, wordnet_examples
+    from valle2.eval.normalize import normalize_for_wer
+
+    parts = {}
+    if not args.no_wordnet:
+        parts["wordnet"] = wordnet_examples(args.wordnet or WORDNET_DIR)
+    parts["numbers"] = number_sentences(args.numbers, seed=args.seed) if args.numbers > 0 else []
+    parts["grammar"] = generate_sentences(args.grammar, seed=args.seed) if args.grammar > 0 else []
+    excluded = {normalize_for_wer(s) for path in args.exclude for s in read_sentences(path)}
+    pool: dict[str, str] = {}
+    dropped = 0
+    for sentences in parts.values():
+        for s in sentences:
+            key = normalize_for_wer(s)
+            if key in excluded:
+                dropped += 1
+            else:
+                pool.setdefault(key, s)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text("".join(s + "\n" for s in pool.values()), encoding="utf-8")
+    tmp.replace(args.out)
+    counts = ", ".join(f"{len(v)} {k}" for k, v in parts.items())
+    print(f"{args.out}: {len(pool)} sentences ({counts}; {dropped} excluded)")
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -59,16 +60,26 @@ def check_engines(voices: list[Voice]) -> None:
             )
 
 
-def voice_sentences(voice: Voice, n: int, seed: int) -> list[str]:
-    """The ``n`` sentences read by ``voice``: deterministic, different for every voice."""
-    return generate_sentences(n, seed=seed * 1_000_003 + zlib.crc32(voice.id.encode()))
+def voice_sentences(voice: Voice, n: int, seed: int, pool: list[str] | None = None) -> list[str]:
+    """The ``n`` sentences read by ``voice``: deterministic, different for every voice.
+
+    Without ``pool`` they come from the grammar of ``valle2.data.sentences``; with it, they are a
+    seeded sample (without repetition) of the pool, a different one for every voice.
+    """
+    voice_seed = seed * 1_000_003 + zlib.crc32(voice.id.encode())
+    if pool is None:
+        return generate_sentences(n, seed=voice_seed)
+    if n > len(pool):
+        raise Valle2Error(f"{n} sentences per voice asked for, but the sentence pool holds only {len(pool)}")
+    return random.Random(voice_seed).sample(pool, n)
 
 
-def plan_utterances(out_dir: Path, voices: list[Voice], sentences_per_voice: int, seed: int) -> list[Utterance]:
+def plan_utterances(out_dir: Path, voices: list[Voice], sentences_per_voice: int, seed: int,
+                    pool: list[str] | None = None) -> list[Utterance]:
     utts = []
     for voice in voices:
         assert_not_reserved(voice)
-        for i, text in enumerate(voice_sentences(voice, sentences_per_voice, seed)):
+        for i, text in enumerate(voice_sentences(voice, sentences_per_voice, seed, pool)):
             uid = f"{voice.slug}-{i:04d}"
             utts.append(Utterance(uid, voice, text, out_dir / "wavs" / voice.slug / f"{uid}.wav"))
     return utts
@@ -170,8 +181,12 @@ def synth_corpus(
     seed: int = 0,
     min_duration: float = 2.0,
     max_duration: float = 8.0,
+    sentences: list[str] | None = None,
 ) -> tuple[Path, Path]:
-    """Render (resumably) and write the manifests of one split; returns their paths."""
+    """Render (resumably) and write the manifests of one split; returns their paths.
+
+    ``sentences``: a pool to draw each voice's sentences from (``valle2 corpus sentences``)
+    instead of the grammar."""
     reserved = [v.id for v in voices if v in RESERVED]
     if reserved:
         raise Valle2Error(f"reserved evaluation voices {reserved} must never be put in a corpus")
@@ -179,7 +194,7 @@ def synth_corpus(
         raise Valle2Error(f"--sentences-per-voice must be >= 1, got {sentences_per_voice}")
     check_engines(voices)
     out_dir.mkdir(parents=True, exist_ok=True)
-    utts = plan_utterances(out_dir, voices, sentences_per_voice, seed)
+    utts = plan_utterances(out_dir, voices, sentences_per_voice, seed, sentences)
     log.info("%s: %d voices x %d sentences -> %s", split, len(voices), sentences_per_voice, out_dir)
     rendered = render_all(utts, jobs=jobs)
     log.info("%s: rendered %d new files (%d already present)", split, rendered, len(utts) - rendered)

@@ -15,6 +15,10 @@ corpora from scratch after such a change.
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
+
+from valle2.errors import MissingDependencyError, Valle2Error
 
 ADJECTIVES = (
     "big", "small", "quiet", "noisy", "yellow", "purple", "gentle", "angry", "happy",
@@ -144,4 +148,93 @@ def generate_sentences(n: int, seed: int = 0, min_words: int = 5, max_words: int
             continue
         seen.add(s)
         out.append(s)
+    return out
+
+
+# ----------------------------------------------------------------------------- broader text
+# The grammar above knows ~300 words. A model trained on it alone learns those words' sounds and
+# little else (benchmarks/RESULTS.md, "The bundled demo model": 78 % of the words of the
+# robustness sentences never occur in that corpus). Two further sources give the corpus the
+# vocabulary and the sentence shapes of ordinary English:
+
+WORDNET_DIR = Path("/usr/share/wordnet")  # Debian/Ubuntu: apt-get install wordnet-base
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z ,.'?!;:-]*")
+
+
+def wordnet_examples(root: str | Path = WORDNET_DIR, min_words: int = 3, max_words: int = 20) -> list[str]:
+    """The usage examples of WordNet 3.0's glosses ("she put the slippers under the bed neatly"):
+    33,000 phrases and sentences over 27,000 words, capitalised, ending in punctuation, unique
+    (case-insensitively), sorted. Examples with digits, quotes or other symbols are left out.
+    """
+    root = Path(root)
+    files = sorted(root.glob("data.*"))
+    if not files:
+        raise MissingDependencyError(f"no WordNet database in {root} (data.noun, ...): apt-get install wordnet-base, "
+                                     "or give the folder that holds it")
+    out: dict[str, str] = {}
+    for path in files:
+        for line in path.read_text(encoding="latin-1").splitlines():
+            if line.startswith("  ") or "|" not in line:  # the licence header; lines without a gloss
+                continue
+            for example in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
+                text = " ".join(example.split()).strip(" ;:,")
+                if not _PLAIN.fullmatch(text) or "--" in text or not min_words <= len(text.split()) <= max_words:
+                    continue
+                text = _capitalise(text) + ("" if text[-1] in ".?!" else ".")
+                out.setdefault(text.lower(), text)
+    return sorted(out.values())
+
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December")
+_THINGS = ("books", "tickets", "apples", "chairs", "students", "cars", "boxes", "letters", "trees", "houses")
+
+
+def _number_sentence(rng: random.Random) -> str:
+    n, m = rng.randint(2, 999), rng.randint(1, 59)
+    year, thing, place = rng.randint(1850, 2030), rng.choice(_THINGS), rng.choice(PLACES)
+    templates = (
+        f"I paid ${rng.randint(1, 99)}.{rng.randint(0, 99):02d} for {rng.randint(2, 9)} {thing}.",
+        f"The train leaves at {rng.randint(1, 12)}:{m:02d} in the {rng.choice(('morning', 'evening'))}.",
+        f"She was born on {rng.choice(_MONTHS)} {rng.randint(1, 28)}, {year}.",
+        f"There are {n} {thing} {place}.",
+        f"Call me back at {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}.",
+        f"The temperature reached {rng.randint(2, 45)} degrees {rng.choice(TIMES)}.",
+        f"Sales grew by {rng.randint(2, 95)}% in {year}.",
+        f"Is it really {n} miles to the {rng.choice(NOUNS)}?",
+        f"Room {n} is on floor {rng.randint(2, 30)}.",
+        f"Did you count {n} or {n + m} {thing}?",
+        f"We sold {n:,}{rng.randint(0, 999):03d} copies by {rng.choice(_MONTHS)} {year}.",
+    )
+    return rng.choice(templates)
+
+
+def number_sentences(n: int, seed: int = 0, language: str = "en-us") -> list[str]:
+    """``n`` distinct sentences with prices, times, dates, years, counts and phone numbers, written
+    out in words by valle2's own text normaliser, so that the voice engine reads exactly the
+    words the model is trained on ("$23.50" -> "twenty-three dollars and fifty cents")."""
+    from valle2.text.normalize import normalize_text
+
+    rng = random.Random(seed)
+    out: dict[str, None] = {}
+    for _ in range(100 * n + 1000):
+        if len(out) >= n:
+            break
+        out.setdefault(normalize_text(_number_sentence(rng), language))
+    if len(out) < n:
+        raise RuntimeError(f"could not generate {n} distinct number sentences (got {len(out)})")
+    return list(out)
+
+
+def read_sentences(path: str | Path) -> list[str]:
+    """One sentence per line (blank lines and lines starting with ``#`` are skipped)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise Valle2Error(f"sentence file {str(path)!r} not found") from None
+    except UnicodeDecodeError as e:
+        raise Valle2Error(f"sentence file {str(path)!r} is not UTF-8 text ({e})") from None
+    out = [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+    if not out:
+        raise Valle2Error(f"sentence file {str(path)!r} holds no sentences")
     return out
