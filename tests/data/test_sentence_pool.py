@@ -71,6 +71,8 @@ def test_each_voice_reads_its_own_sample_of_a_pool():
     assert sa == voice_sentences(a, 10, seed=0, pool=pool)  # deterministic
     assert len(set(sa)) == 10 and set(sa) <= set(pool)
     assert sa != voice_sentences(b, 10, seed=0, pool=pool) and sa != voice_sentences(a, 10, seed=1, pool=pool)
+    big = [f"Line {i}." for i in range(1000)]  # (random.sample of 10 and of 400 of these differ)
+    assert voice_sentences(a, 400, seed=0, pool=big)[:10] == voice_sentences(a, 10, seed=0, pool=big)  # prefix-stable
     assert voice_sentences(a, 3, seed=0) != voice_sentences(a, 3, seed=0, pool=pool)  # no pool: the grammar
     with pytest.raises(Valle2Error, match="pool holds only 50"):
         voice_sentences(a, 51, seed=0, pool=pool)

@@ -63,15 +63,19 @@ def check_engines(voices: list[Voice]) -> None:
 def voice_sentences(voice: Voice, n: int, seed: int, pool: list[str] | None = None) -> list[str]:
     """The ``n`` sentences read by ``voice``: deterministic, different for every voice.
 
-    Without ``pool`` they come from the grammar of ``valle2.data.sentences``; with it, they are a
-    seeded sample (without repetition) of the pool, a different one for every voice.
+    Without ``pool`` they come from the grammar of ``valle2.data.sentences``; with it, they are the
+    first ``n`` of a seeded shuffle of the pool, a different order for every voice. Either way a
+    larger ``n`` keeps the first sentences, so a resumed or enlarged build finds the files it
+    rendered before still holding the right text.
     """
     voice_seed = seed * 1_000_003 + zlib.crc32(voice.id.encode())
     if pool is None:
         return generate_sentences(n, seed=voice_seed)
     if n > len(pool):
         raise Valle2Error(f"{n} sentences per voice asked for, but the sentence pool holds only {len(pool)}")
-    return random.Random(voice_seed).sample(pool, n)
+    order = list(pool)
+    random.Random(voice_seed).shuffle(order)
+    return order[:n]
 
 
 def plan_utterances(out_dir: Path, voices: list[Voice], sentences_per_voice: int, seed: int,
