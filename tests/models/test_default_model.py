@@ -18,8 +18,17 @@ ASSETS = Path(valle2.__file__).parent / "assets"
 DEFAULT = ASSETS / "models" / "default"
 DEMO_VOICE = ASSETS / "voices" / "demo"
 
-pytestmark = pytest.mark.skipif(not (DEFAULT / "model.safetensors").is_file(),
-                                reason="no default model is bundled in this checkout (src/valle2/assets/models/default)")
+needs_default = pytest.mark.skipif(not (DEFAULT / "model.safetensors").is_file(),
+                                   reason="no default model in this checkout (src/valle2/assets/models/default)")
+
+
+def test_a_missing_default_is_an_error_not_noise(monkeypatch, tmp_path):
+    from valle2.errors import ModelFileError
+    from valle2.models import valle2 as container
+
+    monkeypatch.setattr(container, "BUNDLED_MODELS", tmp_path)
+    with pytest.raises(ModelFileError, match="bundled default model is missing"):
+        VallE2.from_pretrained()
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +40,7 @@ def _codec_name() -> str:
     return json.loads((DEFAULT / "config.json").read_text())["codec"]["name"]
 
 
+@needs_default
 def test_files_within_budget_and_codec_by_name():
     name = _codec_name()
     assert name.startswith("valle2-mel-") and (ASSETS / "codec" / name / "config.json").is_file()
@@ -40,12 +50,14 @@ def test_files_within_budget_and_codec_by_name():
     assert weights <= 30 * 2**20 and weights + codec <= 45 * 2**20
 
 
+@needs_default
 def test_default_is_the_trained_model(model: VallE2):
     assert model.name == "demo" and model.config.group_size == 2
     assert model.requires_consent  # voices need consent; the bundled demo voice is an engine's
     assert model.codec.identity()["name"] == _codec_name()
 
 
+@needs_default
 def test_default_model_follows_the_text(model: VallE2):
     """Six short sentences in the demo voice (flite awb, held out of training), transcribed by
     faster-whisper tiny.en.

@@ -98,8 +98,8 @@ class VallE2(nn.Module):
         if not folder.exists() and (BUNDLED_MODELS / name).is_dir():
             folder = BUNDLED_MODELS / name
         if name == DEFAULT_MODEL and not folder.is_dir():
-            logger.warning("no trained default model is bundled yet; using the random 'debug' model (it speaks noise)")
-            return cls.debug().to(device)
+            raise ModelFileError(f"the bundled default model is missing from this installation ({BUNDLED_MODELS / name} "
+                                 "has no model): reinstall valle2, or give --model a model folder (or 'debug')")
         return cls._load(folder).to(device)
 
     @classmethod
