@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--xz", action="store_true", help="also write OUT.xz (train/valid accept it directly)")
     p.add_argument("--voices", choices=["train", "held-out"],
-                   help="keep only this voice split's utterances (valle2.data.voices), wherever they were tokenized")
+                   help="keep only this voice split's utterances (valle2.data.voices), wherever they were tokenized; "
+                   "train includes the warped training voices")
     p.add_argument("--per-voice", type=int, help="at most this many utterances per voice")
     t = sub.add_parser("train", help="a time-budgeted run on one device")
     t.add_argument("--config", default="demo")
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
         if args.voices:
             from valle2.data.voices import select
 
-            speakers = {v.id for v in select(args.voices)}
+            speakers = {v.id for v in select(args.voices) + (select("train-warped") if args.voices == "train" else [])}
         meta = pack_tokenized(args.data, args.out, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
                               speakers=speakers, per_speaker=args.per_voice)
         print(f"{args.out}: {meta['n_utterances']} utterances of {len(meta['speakers'])} speakers "

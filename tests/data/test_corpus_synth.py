@@ -47,3 +47,20 @@ def test_render_is_bit_exact(tmp_path: Path):
     a = corpus_synth.render(VOICES[0], "The boy enjoyed the noisy toy.", tmp_path / "a.wav")
     b = corpus_synth.render(VOICES[0], "The boy enjoyed the noisy toy.", tmp_path / "b.wav")
     assert a.read_bytes() == b.read_bytes()  # sox -D: no random dither
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is needed for the warped voice")
+def test_a_warped_voice_keeps_the_duration_and_changes_the_timbre(tmp_path: Path):
+    import numpy as np
+
+    plain = corpus_synth.render(Voice("flite", "slt"), "The weather is nice today.", tmp_path / "a.wav")
+    warped = corpus_synth.render(Voice("flite", "slt", 1.18), "The weather is nice today.", tmp_path / "b.wav")
+    a, sr = sf.read(str(plain))
+    b, sr_b = sf.read(str(warped))
+    assert sr == sr_b == 24000 and abs(len(a) - len(b)) / len(a) < 0.02  # tempo compensates the speed change
+
+    def centroid(x):  # spectral centroid: formants and pitch moved up by the warp
+        spec = np.abs(np.fft.rfft(x))
+        return float((spec * np.fft.rfftfreq(len(x), 1 / sr)).sum() / spec.sum())
+
+    assert centroid(b) > 1.08 * centroid(a)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from valle2.data import corpus_synth
-from valle2.data.voices import HELD_OUT, RESERVED, TRAIN, Voice, assert_not_reserved, select
+from valle2.data.voices import HELD_OUT, RESERVED, TRAIN, TRAIN_WARPED, Voice, assert_not_reserved, select
 from valle2.errors import Valle2Error
 
 
@@ -15,8 +15,10 @@ def test_lists_disjoint_and_never_reserved():
     assert not set(TRAIN) & set(RESERVED)
     assert not set(HELD_OUT) & set(RESERVED)
     assert not set(TRAIN) & set(HELD_OUT)
-    for which in ("train", "held-out", "all"):
+    for which in ("train", "train-warped", "held-out", "all"):
         assert not set(select(which)) & set(RESERVED)
+    bases = {v.base for v in TRAIN_WARPED}
+    assert bases <= set(TRAIN) and not bases & (set(HELD_OUT) | set(RESERVED))
 
 
 def test_inventory_size_and_engines():
@@ -38,6 +40,26 @@ def test_voice_id_roundtrip_and_slug():
         Voice("mbrola", "us1")
     with pytest.raises(ValueError):
         Voice.parse("no-engine")
+
+
+def test_warped_voice_ids():
+    w = Voice("flite", "slt", 1.18)
+    assert w.id == "flite:slt@1.18" and w.slug == "flite_slt_w1.18" and Voice.parse(w.id) == w
+    assert w.base == Voice("flite", "slt") and w != w.base and Voice.parse("flite:slt").warp == 1.0
+    for bad in ("flite:slt@fast", "flite:slt@3"):
+        with pytest.raises(ValueError, match="warp"):
+            Voice.parse(bad)
+
+
+@pytest.mark.parametrize("voice", [Voice("flite", "rms", 0.84), Voice("festival", "ked_diphone", 1.18)],
+                         ids=lambda v: v.id)
+def test_a_warp_does_not_launder_a_reserved_voice(voice, tmp_path: Path):
+    with pytest.raises(ValueError, match="reserved"):
+        assert_not_reserved(voice)
+    with pytest.raises(Valle2Error, match="reserved"):
+        corpus_synth.synth_corpus(tmp_path, [TRAIN[0], voice], split="train", sentences_per_voice=1)
+    with pytest.raises(ValueError, match="reserved"):
+        corpus_synth.render(voice, "hello", tmp_path / "x.wav")
 
 
 @pytest.mark.parametrize("voice", RESERVED, ids=lambda v: v.id)

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "write Lhotse manifests. Resumable: existing files are kept.",
     )
     synth.add_argument("--out", type=Path, required=True, help="output folder")
-    synth.add_argument("--voices", choices=("train", "held-out", "all"), default="train")
+    synth.add_argument("--voices", choices=("train", "train-warped", "held-out", "all"), default="train",
+                       help="train-warped: engine voices made new speakers by a pitch-and-formant warp")
     synth.add_argument("--sentences-per-voice", type=int, default=100)
     synth.add_argument("--jobs", type=int, default=2, help="parallel engine processes")
     synth.add_argument("--seed", type=int, default=0)

@@ -32,7 +32,7 @@ from pathlib import Path
 import soundfile as sf
 
 from valle2.data.sentences import generate_sentences
-from valle2.data.voices import RESERVED, Voice, assert_not_reserved
+from valle2.data.voices import Voice, assert_not_reserved, is_reserved
 from valle2.errors import MissingDependencyError, Valle2Error
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ def render(voice: Voice, text: str, out_path: Path) -> Path:
         subprocess.run(argv, input=text if stdin_text else None, text=True, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         converted = os.path.join(tmp, "out.wav")
-        subprocess.run(["sox", "-D", raw, "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", converted],
+        warp = [] if voice.warp == 1.0 else ["speed", f"{voice.warp:g}", "tempo", "-s", f"{1 / voice.warp:.6f}"]
+        subprocess.run(["sox", "-D", raw, "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", converted, *warp],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # Same file system as out_path's folder is not guaranteed for /tmp: copy then rename.
         staged = out_path.with_suffix(".wav.part")
@@ -191,7 +192,7 @@ def synth_corpus(
 
     ``sentences``: a pool to draw each voice's sentences from (``valle2 corpus sentences``)
     instead of the grammar."""
-    reserved = [v.id for v in voices if v in RESERVED]
+    reserved = [v.id for v in voices if is_reserved(v)]
     if reserved:
         raise Valle2Error(f"reserved evaluation voices {reserved} must never be put in a corpus")
     if sentences_per_voice < 1:
