@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sentences",
         help="write a sentence pool for `corpus synth --sentences`",
         description="Write a pool of English sentences, one per line: WordNet's usage examples "
-        "(27,000 words; needs the wordnet-base package), sentences with numbers, dates, times and "
+        "(29,000 words; needs the wordnet-base package), sentences with numbers, dates, times and "
         "prices written out by valle2's normaliser, and sentences of the built-in grammar. "
         "Sentences also found in an --exclude file (e.g. an evaluation set) are left out.",
     )
