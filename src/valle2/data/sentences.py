@@ -164,7 +164,7 @@ _PLAIN = re.compile(r"[A-Za-z][A-Za-z ,.'?!;:-]*")
 def wordnet_examples(root: str | Path = WORDNET_DIR, min_words: int = 3, max_words: int = 20) -> list[str]:
     """The usage examples of WordNet 3.0's glosses ("she put the slippers under the bed neatly"):
     about 41,000 phrases and sentences over 29,000 words, capitalised, ending in punctuation, unique
-    (case-insensitively), sorted. Examples with digits, quotes or other symbols are left out.
+    (case-insensitively), sorted. Examples with digits, backquotes or other symbols are left out.
     """
     root = Path(root)
     files = sorted(root.glob("data.*"))
