@@ -113,7 +113,7 @@ def test_synthesize_batch_reports_each_sentence(debug_model, prompt_wav):
     from valle2.models.valle2 import SynthesisJob
 
     prompt = debug_model.prepare_prompt(str(prompt_wav), PROMPT_TEXT)
-    jobs = [SynthesisJob("One sentence. And a second one!", prompt), SynthesisJob("Just one.", prompt)]
+    jobs = [SynthesisJob("Here is one sentence. And a second one!", prompt), SynthesisJob("Just one.", prompt)]
     details: list = []
     waves = debug_model.synthesize_batch(jobs, seed=0, details=details)
     assert [len(d["frames"]) for d in details] == [2, 1]

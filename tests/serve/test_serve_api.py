@@ -37,7 +37,7 @@ def test_healthz_metrics_and_page_need_no_key(client):
 
 
 def test_speech_wav_demo_voice_out_of_the_box(client):
-    r = speak(client, "Hello there. How are you?", response_format="wav")
+    r = speak(client, "Hello there, my friend. How are you today?", response_format="wav")
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "audio/wav"
     wav, sr = sf.read(io.BytesIO(r.content))
@@ -92,7 +92,7 @@ def test_speed(client):
 
 
 def test_stream_wav_sends_header_then_pcm_per_sentence(client):
-    text = "One. Two. Three."
+    text = "This is one. This is two. This is three."
     with client.stream("POST", "/v1/audio/speech",
                        json={"model": "x", "input": text, "voice": "demo", "response_format": "wav", "stream": True}) as r:
         assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"

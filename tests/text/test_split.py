@@ -88,3 +88,24 @@ def test_no_empty_pieces_and_nothing_lost():
 def test_invalid_max_chars():
     with pytest.raises(ValueError, match="max_chars"):
         split_sentences("Hi.", max_chars=0)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Hello! This sentence was never recorded.", ["Hello! This sentence was never recorded."]),
+    ("Yes.", ["Yes."]),  # nothing to join it to
+    ("The first sentence is long enough. Ok.", ["The first sentence is long enough. Ok."]),  # last joins back
+    ("Hi. Yo. Go now, please.", ["Hi. Yo. Go now, please."]),  # short ones chain until long enough
+    ("Hi.\n\nThe next paragraph starts here.", ["Hi.", "The next paragraph starts here."]),  # not across paragraphs
+])
+def test_short_pieces_join_a_neighbour(text, expected):
+    assert split_sentences(text, min_words=3) == expected
+    assert split_sentences(text) == split_sentences(text, min_words=1)  # the default never joins
+
+
+def test_joining_respects_max_chars_and_loses_nothing():
+    text = "Ok. " + "word " * 10 + "end. No."
+    pieces = split_sentences(text, max_chars=40, min_words=3)
+    assert all(len(p) <= 40 for p in pieces)
+    assert " ".join(pieces).split() == text.split()
+    with pytest.raises(ValueError, match="min_words"):
+        split_sentences("Hi.", min_words=0)

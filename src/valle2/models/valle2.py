@@ -37,6 +37,9 @@ FORMAT = "valle2-model"
 FORMAT_VERSION = 1
 BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
 DEFAULT_MODEL = "default"
+# Long text is synthesised a piece at a time; a piece of one or two words ("Hello!") joins its
+# neighbour: it is shorter than any training utterance, and the AR ran to its length limit after it.
+MIN_PIECE_WORDS = 3
 
 
 class VallE2(nn.Module):
@@ -229,7 +232,7 @@ class VallE2(nn.Module):
         if len(text) > frontend.max_chars:
             raise TextError(f"text is {len(text)} characters; the limit is {frontend.max_chars}")
         rows = []
-        for sentence in split_sentences(text):
+        for sentence in split_sentences(text, min_words=MIN_PIECE_WORDS):
             ids = frontend.encode(sentence)
             expected, max_frames, min_frames = self.length.limits(
                 prompt.n_frames, len(prompt.phone_ids), len(ids), self.frame_rate)

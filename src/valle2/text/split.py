@@ -6,6 +6,11 @@ sentence at a time. :func:`split_sentences` breaks after ``. ! ? ;`` (and the CJ
 ``Dr.``, ``e.g.``, ``i.e.``), initials (``J. K. Rowling``) or inside numbers
 (``3.5``). Blank lines always end a piece. A sentence longer than ``max_chars`` is
 cut at commas, then at spaces, packing as much as fits into each piece.
+
+With ``min_words`` > 1, a piece of fewer words ("Hello!", "Yes.") is joined to the next piece
+of its paragraph (the last one to the previous), as long as the result fits ``max_chars``:
+synthesis asks for that, because a one-word piece is shorter than anything the models were
+trained on, and the AR tends to run on to its length limit after it.
 """
 
 from __future__ import annotations
@@ -109,13 +114,36 @@ def _split_long(sentence: str, max_chars: int) -> list[str]:
     return [p for p in (s.strip() for s in out) if p]
 
 
-def split_sentences(text: str, max_chars: int = 300) -> list[str]:
+def _join_short(pieces: list[str], min_words: int, max_chars: int) -> list[str]:
+    out: list[str] = []
+    held = ""
+    for piece in pieces:
+        if held and len(held) + 1 + len(piece) > max_chars:
+            out.append(held)
+            held = ""
+        current = f"{held} {piece}" if held else piece
+        if len(current.split()) < min_words:
+            held = current
+        else:
+            out.append(current)
+            held = ""
+    if held:
+        if out and len(out[-1]) + 1 + len(held) <= max_chars:
+            out[-1] += " " + held
+        else:
+            out.append(held)
+    return out
+
+
+def split_sentences(text: str, max_chars: int = 300, min_words: int = 1) -> list[str]:
     """Split ``text`` into sentences of at most ``max_chars`` characters.
 
     Args:
         text: any text; whitespace inside a piece is collapsed to single spaces.
         max_chars: the longest piece returned. Longer sentences are split at
             commas, then at word boundaries, then (for a single longer word) anywhere.
+        min_words: pieces of fewer words are joined to a neighbour of the same
+            paragraph when that fits ``max_chars`` (1: never).
 
     Returns:
         The pieces in order, punctuation kept, none empty. ``[]`` for blank text.
@@ -123,12 +151,16 @@ def split_sentences(text: str, max_chars: int = 300) -> list[str]:
     Example:
         >>> split_sentences("Dr. Smith paid $3.50. Did he? Yes; twice.")
         ['Dr. Smith paid $3.50.', 'Did he?', 'Yes;', 'twice.']
+        >>> split_sentences("Dr. Smith paid $3.50. Did he? Yes; twice.", min_words=3)
+        ['Dr. Smith paid $3.50.', 'Did he? Yes; twice.']
     """
     if max_chars < 1:
         raise ValueError(f"max_chars must be at least 1, got {max_chars}")
+    if min_words < 1:
+        raise ValueError(f"min_words must be at least 1, got {min_words}")
     pieces: list[str] = []
     for paragraph in _PARAGRAPH.split(text):
         paragraph = " ".join(paragraph.split())
-        for sentence in _sentences(paragraph):
-            pieces.extend(_split_long(sentence, max_chars))
+        parts = [p for sentence in _sentences(paragraph) for p in _split_long(sentence, max_chars)]
+        pieces.extend(_join_short(parts, min_words, max_chars) if min_words > 1 else parts)
     return pieces
