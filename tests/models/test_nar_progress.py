@@ -78,7 +78,6 @@ def test_config_switch_builds_it_and_synthesis_passes_the_prompt_split():
     assert int(frame_split[0]) == prompt.n_frames
 
 
-
 def test_a_checkpoint_without_progress_starts_a_progress_run(tmp_path):
     from valle2.errors import Valle2Error
     from valle2.training.loop import TrainModule, _init_from

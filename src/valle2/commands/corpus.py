@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_sentences(args: argparse.Namespace) -> int:
     from valle2.data.sentences import WORDNET_DIR, generate_sentences, number_sentences, read_sentences, wordnet_examples
+    from valle2.data.shards import atomic_write_bytes
     from valle2.eval.normalize import normalize_for_wer
 
     parts = {}
@@ -90,9 +91,7 @@ def run_sentences(args: argparse.Namespace) -> int:
             else:
                 pool.setdefault(key, s)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text("".join(s + "\n" for s in pool.values()), encoding="utf-8")
-    tmp.replace(args.out)
+    atomic_write_bytes(args.out, "".join(s + "\n" for s in pool.values()).encode("utf-8"))
     counts = ", ".join(f"{len(v)} {k}" for k, v in parts.items())
     print(f"{args.out}: {len(pool)} sentences ({counts}; {dropped} excluded)")
     return 0
