@@ -14,7 +14,9 @@ Measures:
 - WER: faster-whisper tiny.en (``valle2.eval.asr``: int8, beam 5, temperature 0), corpus-level
   after ``valle2.eval.normalize``; also the mean per-utterance WER capped at 100 %.
 - SIM: resemblyzer cosine between output and its prompt; **rank-correct** when that cosine is
-  higher than the output's cosine with every other held-out voice's prompt.
+  higher than the output's cosine with every other held-out voice's prompt. The same two
+  measures on the ground-truth audio (``ground_truth_sim_mean``, ``ground_truth_rank_correct``)
+  say what a perfect clone would score with these prompts.
 - robustness (on **natural**): a *runaway* is an output longer than 2x its expected duration
   (prompt speaking rate x target phones); *empty* has no audio. ``hit_limit`` counts sentences
   the AR never ended itself (the decoder's length cap, 1.8x expected, cut them).
@@ -100,6 +102,7 @@ def main() -> None:
     ap.add_argument("--top-p", type=float, default=None, help="sampling override (default: the model's)")
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--top-k", type=int, default=None)
+    ap.add_argument("--nar-temperature", type=float, default=None, help="min-distortion sharpening (default: the model's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
@@ -118,7 +121,8 @@ def main() -> None:
     model.eval()
     sr = model.sample_rate
     chosen = pick(held_out_utterances(args.corpus, args.split), args.per_voice, args.seed, args.max_voices)
-    sampling = model.sampling_config(top_p=args.top_p, temperature=args.temperature, top_k=args.top_k)
+    sampling = model.sampling_config(top_p=args.top_p, temperature=args.temperature, top_k=args.top_k,
+                                     nar_temperature=args.nar_temperature)
     voices = sorted(chosen)
     prompts = {v: model.prepare_prompt((load_span(chosen[v][0], sr), sr), chosen[v][0].text) for v in voices}
 
@@ -177,6 +181,13 @@ def main() -> None:
 
             gt_wav, _ = load_audio(r["ref"], target_sr=sr)
         r["gt_hyp"] = asr.transcribe(gt_wav, sr)
+        # the same voice measures on the voice's own audio: what a perfect clone would score
+        r["gt_sim"], r["gt_rank_correct"] = None, False
+        if len(gt_wav) >= sr // 2:
+            e = spk.embed(gt_wav, sr)
+            sims = {v: cosine(e, prompt_emb[v]) for v in voices}
+            r["gt_sim"] = sims[r["voice"]]
+            r["gt_rank_correct"] = r["gt_sim"] > max(s for v, s in sims.items() if v != r["voice"])
         r["gt_wer"] = wer_details(r["text"], r["gt_hyp"]).wer
         r["wer"] = wer_details(r["text"], r["hyp"]).wer
         expected_s = sum(r["expected_frames"]) / model.frame_rate
@@ -210,6 +221,9 @@ def main() -> None:
         }
         out["ground_truth_wer"] = wer_details(refs, [r["gt_hyp"] for r in sub]).wer
         out["ground_truth_cer"] = char_error_rate(refs, [r["gt_hyp"] for r in sub])
+        gt_sims = [r["gt_sim"] for r in sub if r.get("gt_sim") is not None]
+        out["ground_truth_sim_mean"] = statistics.mean(gt_sims) if gt_sims else None
+        out["ground_truth_rank_correct"] = sum(r.get("gt_rank_correct", False) for r in sub) / len(sub)
         return out
 
     summary = {
@@ -229,7 +243,7 @@ def main() -> None:
     for v in voices:
         n, c = summary["per_voice"][v]["natural"], summary["per_voice"][v]["corpus"]
         print(f"{v:24s} natural WER {n['wer']:.3f} (gt {n['ground_truth_wer']:.3f}) SIM {n['sim_mean']:.3f} "
-              f"rank {n['rank_correct']:.2f} | corpus WER {c.get('wer', float('nan')):.3f} "
+              f"(gt {n['ground_truth_sim_mean']:.3f}) rank {n['rank_correct']:.2f} (gt {n['ground_truth_rank_correct']:.2f}) | corpus WER {c.get('wer', float('nan')):.3f} "
               f"(gt {c.get('ground_truth_wer', float('nan')):.3f}) SIM {c.get('sim_mean') or float('nan'):.3f}")
 
 

@@ -47,8 +47,12 @@ def main() -> None:
     ap.add_argument("--knn", type=int, default=4, help="prompt frames averaged per codebook-0 entry")
     ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion"], default=None,
                     help="the NAR decoding of ar_full (the model's own synthesis); default: the model's")
+    ap.add_argument("--nar-temperature", type=float, default=None,
+                    help="sharpening of min-distortion decoding (nar_med, ar_full; default: the model's)")
     ap.add_argument("--top-p", type=float, default=None, help="AR sampling of ar_* (default: the model's)")
     ap.add_argument("--temperature", type=float, default=None)
+    ap.add_argument("--sim", action="store_true",
+                    help="also the resemblyzer cosine of each output to its prompt, per voice (where the voice is lost)")
     ap.add_argument("--min-ratio", type=float, default=None,
                     help="the AR may not end before this fraction of the expected length (default: the model's)")
     args = ap.parse_args()
@@ -64,7 +68,8 @@ def main() -> None:
     from valle2.generation.pipeline import Row
 
     m = VallE2.from_pretrained(args.model).eval()
-    m.sampling = m.sampling_config(top_p=args.top_p, temperature=args.temperature, nar_decoding=args.nar_decoding)
+    m.sampling = m.sampling_config(top_p=args.top_p, temperature=args.temperature, nar_decoding=args.nar_decoding,
+                                  nar_temperature=args.nar_temperature)
     if args.min_ratio is not None:
         m.length = replace(m.length, min_ratio=args.min_ratio)
     codec, sr = m.codec, m.sample_rate
@@ -80,6 +85,11 @@ def main() -> None:
         kinds += ["knn_prompt", "ar_knn", "ar_full", "ar_mean"]
     lengths = {"true": 0, "ar": 0}
     refs, hyps = [], {k: [] for k in kinds}
+    sims: dict = {}  # voice -> kind -> cosines to the prompt
+    if args.sim:
+        from valle2.eval.speaker import cosine, get_speaker_encoder
+
+        spk = get_speaker_encoder("resemblyzer")
 
     def vocode(mel):  # (T, n_mels) -> waveform
         with torch.inference_mode():
@@ -92,6 +102,9 @@ def main() -> None:
         p, targets = us[0], us[1:]
         pwav, _ = load_audio(p.audio, target_sr=sr)
         prompt = m.prepare_prompt((pwav, sr), p.text)
+        if args.sim:
+            prompt_emb = spk.embed(pwav, sr)
+            sims[voice] = {k: [] for k in kinds}
         if phonetic:  # the prompt's own log-mel for each codebook-0 entry (kNN in feature space)
             from valle2.codec.phonetic import knn_entries
 
@@ -114,7 +127,7 @@ def main() -> None:
                     allc[0, j, P:] = logits.argmax(-1)
                     soft += logits.float().softmax(-1) @ C[j]
                     logits = m.nar(text, valid, med, torch.tensor([P]), torch.tensor([P + T]), torch.tensor([j]), *split)[0, P:]
-                    med[0, j, P:] = pick_codes(logits, C[j])
+                    med[0, j, P:] = pick_codes(logits, C[j], m.sampling.nar_temperature)
             mean_rest = sum(C[j].mean(0) for j in range(1, K))
             outs = {"full": codec.decode(codes), "cb0_mean": vocode(C[0][codes[0]] + mean_rest),
                     "cb01_true": vocode(C[0][codes[0]] + C[1][codes[1]] + sum(C[j].mean(0) for j in range(2, K))),
@@ -131,9 +144,13 @@ def main() -> None:
             refs.append(u.text)
             for k in kinds:
                 hyps[k].append(asr.transcribe(outs[k], sr))
+                if args.sim:
+                    sims[voice][k].append(cosine(spk.embed(outs[k], sr), prompt_emb))
     extra = {"ar_length_ratio": round(lengths["ar"] / max(1, lengths["true"]), 3)} if phonetic else {}
     print(json.dumps({"model": args.model, "sampling": m.sampling.to_dict(), "min_ratio": m.length.min_ratio, **extra, "utterances": len(refs), "voices": args.voices,
                       **{f"wer_{k}": round(wer_details(refs, hyps[k]).wer, 3) for k in kinds}}))
+    for voice, by_kind in sims.items():
+        print(json.dumps({"voice": voice, **{f"sim_{k}": round(sum(v) / len(v), 3) for k, v in by_kind.items()}}))
 
 
 if __name__ == "__main__":

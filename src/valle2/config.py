@@ -149,6 +149,7 @@ class ExportConfig:
     nar_decoding: Literal["greedy", "min_distortion"] = "greedy"
     top_p: float = 0.8  # the model's default AR sampling (valle2.generation.sampling.SamplingConfig)
     temperature: float = 1.0
+    nar_temperature: float = 1.0  # sharpening of min_distortion decoding (< 1: nearer greedy; SamplingConfig)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class Config:
             (self.train.log_every >= 1, "train.log_every", self.train.log_every, ">= 1"),
             (0 < self.export.top_p <= 1, "export.top_p", self.export.top_p, "in (0, 1]"),
             (self.export.temperature > 0, "export.temperature", self.export.temperature, "> 0"),
+            (self.export.nar_temperature > 0, "export.nar_temperature", self.export.nar_temperature, "> 0"),
         ]
         for ok, key, value, need in checks:
             if not ok:

@@ -55,6 +55,15 @@ def test_cli_nar_decoding_option(capsys, prompt_wav, tmp_path):
     with pytest.raises(SystemExit):
         run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "x.wav"),
                 "--nar-decoding", "beam")
+    sharp = tmp_path / "sharp.wav"
+    code, _, err = run_cli(capsys, "--text", "Nearest entry.", "--prompt", str(prompt_wav), "--out", str(sharp),
+                           "--nar-decoding", "min_distortion", "--nar-temperature", "0.05")
+    assert code == 0, err
+    c = sf.read(sharp)[0]
+    assert len(c) == len(b) and not np.array_equal(c, b)  # sharpened: other codes than plain min-distortion
+    code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "y.wav"),
+                           "--nar-decoding", "min_distortion", "--nar-temperature", "0")
+    assert code != 0 and "nar_temperature is 0" in err and not (tmp_path / "y.wav").exists()
 
 
 def _write(tmp_path, name, wav, sr=16000):

@@ -25,6 +25,16 @@ def test_picks_the_entry_nearest_the_expectation_not_the_most_probable():
     assert pick_codes(sharp, entries).tolist() == [2]  # a confident NAR keeps its code
 
 
+def test_temperature_moves_from_the_expectation_towards_the_mode():
+    entries = torch.tensor([[0.0], [1.0], [10.0]])
+    logits = torch.log(torch.tensor([[0.50, 0.05, 0.45]]))  # E[x] = 4.55: entry 1.0 (3.55 away) beats both modes
+    assert pick_codes(logits, entries, 1.0).tolist() == [1]
+    # sharpened at T 0.02 the mode holds nearly all the mass, so its own entry is the nearest: greedy's choice
+    assert pick_codes(logits, entries, 0.02).tolist() == pick_codes(logits).tolist() == [0]
+    # flattened at T 10 the expectation moves towards the middle of the three (3.8): still entry 1.0
+    assert pick_codes(logits, entries, 10.0).tolist() == [1]
+
+
 def test_equal_norm_orthogonal_entries_reduce_to_greedy():
     torch.manual_seed(0)
     nar = NARModel(n_text_tokens=20, n_codebooks=4, codebook_size=16, dim=32, n_layers=1, n_heads=4, ffn_dim=64,
@@ -46,6 +56,8 @@ def test_equal_norm_orthogonal_entries_reduce_to_greedy():
 def test_setting_is_validated_and_needs_entries():
     with pytest.raises(ValueError, match="nar_decoding"):
         SamplingConfig(nar_decoding="beam")
+    with pytest.raises(ValueError, match="nar_temperature is 0"):
+        SamplingConfig(nar_decoding="min_distortion", nar_temperature=0)
     with pytest.raises(ValueError, match="code entries"):
         generate_rows(None, None, [object()], sep_ids=[], eos_id=1, sampling=SamplingConfig(nar_decoding="min_distortion"),
                       generator=None)
@@ -69,9 +81,10 @@ def test_model_synthesizes_with_it_and_saves_the_choice(debug_model, prompt_wav,
     folder = debug_model.save_pretrained(tmp_path / "m")
     meta = json.loads((folder / "config.json").read_text())
     meta["sampling"]["nar_decoding"] = "min_distortion"
+    meta["sampling"]["nar_temperature"] = 0.5
     (folder / "config.json").write_text(json.dumps(meta))
     model = VallE2.from_pretrained(folder)
-    assert model.sampling.nar_decoding == "min_distortion"
+    assert model.sampling.nar_decoding == "min_distortion" and model.sampling.nar_temperature == 0.5
     prompt = model.prepare_prompt(str(prompt_wav), PROMPT_TEXT)
     [med] = model.generate(model.make_rows("Nearest to the mean.", prompt), seed=0)
     [greedy] = model.generate(model.make_rows("Nearest to the mean.", prompt), seed=0,

@@ -169,9 +169,10 @@ def test_sprint_trains_validates_and_exports(tiny_tokens, packed, tmp_path):  # 
     from valle2.models.valle2 import VallE2
 
     folder = export_sprint(tmp_path / "run", tmp_path / "model", which="last",
-                           overrides=["export.nar_decoding=min_distortion"])
+                           overrides=["export.nar_decoding=min_distortion", "export.nar_temperature=0.5"])
     model = VallE2.from_pretrained(folder)
     assert model.config.nar_prompt_cond and model.sampling.nar_decoding == "min_distortion"
+    assert model.sampling.nar_temperature == 0.5
     last = load_weights(tmp_path / "run", "last")
     own = model.state_dict()
     shared = [k for k in last if k in own]

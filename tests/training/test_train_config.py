@@ -39,6 +39,7 @@ def test_overrides_are_typed():
     ("train.steps", "not key=value"),
     ("export.top_p=0", "export.top_p is 0.0; must be in"),
     ("export.temperature=-1", "export.temperature is -1.0; must be > 0"),
+    ("export.nar_temperature=0", "export.nar_temperature is 0.0; must be > 0"),
     ("export.nar_decoding=beam", "expected one of 'greedy', 'min_distortion'"),
     ("train=3", "train must be a mapping"),
 ])

@@ -33,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--nar-decoding", choices=["greedy", "min_distortion"], default=None,
                    help="how the NAR picks codebooks 1..K-1: most probable code, or the code nearest the expected "
                         "code vector (default from the model)")
+    p.add_argument("--nar-temperature", type=float, default=None,
+                   help="min_distortion only: sharpen the NAR's distribution first (< 1: nearer greedy; default from the model)")
     p.add_argument("--language", default=None, help="espeak-ng language of the text, e.g. en-us, fr-fr (default: the model's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         print("note: using the tiny RANDOM 'debug' model: the output is noise, not speech", file=sys.stderr)
     try:
         sampling = dict(top_p=args.top_p, top_k=args.top_k, temperature=args.temperature,
-                        repetition_aware=False if args.no_ras else None, nar_decoding=args.nar_decoding)
+                        repetition_aware=False if args.no_ras else None, nar_decoding=args.nar_decoding,
+                        nar_temperature=args.nar_temperature)
         model.sampling_config(**sampling)  # validate before the expensive work
     except ValueError as e:
         raise Valle2Error(str(e)) from None

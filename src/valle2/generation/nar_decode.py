@@ -19,12 +19,13 @@ from valle2.models.nar import NARModel
 @torch.inference_mode()
 def nar_generate(
     model: NARModel, texts: list[torch.Tensor], prompts: list[torch.Tensor], targets: list[torch.Tensor],
-    entries: torch.Tensor | None = None, text_splits: list[int] | None = None,
+    entries: torch.Tensor | None = None, text_splits: list[int] | None = None, temperature: float = 1.0,
 ) -> list[torch.Tensor]:
     """texts: ids ending in EOS; prompts: all codes (K, P_i); targets: codebook 0 (T_i,) -> codes (K, T_i).
 
     ``entries`` (K, V, D), the codec's code vectors: decode by minimum expected distortion
-    instead of greedily (module docstring). ``text_splits``: per row, how many leading text ids
+    instead of greedily (module docstring), from the NAR's distribution sharpened by
+    ``temperature`` (< 1: nearer greedy). ``text_splits``: per row, how many leading text ids
     are the prompt's transcript (+ separator), for a NAR with progress encodings; the frames
     split at the prompt. None: one segment.
     """
@@ -46,15 +47,16 @@ def nar_generate(
     for j in range(1, K):
         stage = torch.full((B,), j, dtype=torch.long, device=device)
         logits = model(text, text_valid, codes, prompt_lens, code_lens, stage, text_split, frame_split)  # (B, C, V)
-        codes[:, j] = torch.where(is_target, pick_codes(logits, None if entries is None else entries[j]), codes[:, j])
+        codes[:, j] = torch.where(is_target, pick_codes(logits, None if entries is None else entries[j], temperature), codes[:, j])
     return [codes[i, :, int(prompt_lens[i]) : int(code_lens[i])].cpu() for i in range(B)]
 
 
-def pick_codes(logits: torch.Tensor, entries: torch.Tensor | None = None) -> torch.Tensor:
-    """Codes ``(..., )`` from logits ``(..., V)``: argmax, or the entry nearest the expected entry."""
+def pick_codes(logits: torch.Tensor, entries: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+    """Codes ``(..., )`` from logits ``(..., V)``: argmax, or the entry nearest the expected entry
+    under ``softmax(logits / temperature)``."""
     if entries is None:
         return logits.argmax(-1)
     e = entries.to(logits.device, torch.float32)  # (V, D)
-    expected = logits.float().softmax(-1) @ e  # (..., D)
+    expected = (logits.float() / temperature).softmax(-1) @ e  # (..., D)
     # argmin_v ||e_v - x||^2 = argmin_v (||e_v||^2 - 2 e_v . x)
     return ((e * e).sum(-1) - 2 * expected @ e.T).argmin(-1)

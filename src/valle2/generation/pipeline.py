@@ -129,7 +129,7 @@ def generate_rows(
         device_type = next(nar.parameters()).device.type
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=nar_precision == "bf16"):
             full = nar_generate(nar, texts, [r.prompt.codes for r in chunk], ar_out.codes, entries=entries,
-                                text_splits=[lead for _, lead in laid_out])
+                                text_splits=[lead for _, lead in laid_out], temperature=sampling.nar_temperature)
         for r, codes, hit in zip(chunk, full, ar_out.hit_limit):
             if hit:
                 logger.warning(

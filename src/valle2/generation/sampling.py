@@ -25,6 +25,10 @@ class SamplingConfig:
     ras_threshold: float = 0.1  # t_r in the paper
     repetition_aware: bool = True
     nar_decoding: str = "greedy"  # or "min_distortion" (needs a codec with code entries; nar_decode.py)
+    # min_distortion only: the NAR's distribution is sharpened to softmax(logits / T) before the
+    # expected entry is taken. 1: the Bayes choice; towards 0: greedy. Lower keeps more of the
+    # speaker's detail; higher, more of the words (benchmarks/RESULTS.md).
+    nar_temperature: float = 1.0
 
     def __post_init__(self):
         if not 0.0 < self.top_p <= 1.0:
@@ -35,6 +39,8 @@ class SamplingConfig:
             raise ValueError(f"top_k is {self.top_k}; must be >= 1")
         if self.ras_window < 1:
             raise ValueError(f"ras_window is {self.ras_window}; must be >= 1")
+        if not self.nar_temperature > 0:
+            raise ValueError(f"nar_temperature is {self.nar_temperature}; must be > 0")
         if self.nar_decoding not in NAR_DECODINGS:
             raise ValueError(f"nar_decoding is {self.nar_decoding!r}; must be one of {', '.join(NAR_DECODINGS)}")
 
