@@ -41,7 +41,7 @@ import platform
 import random
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -172,8 +172,9 @@ def main() -> None:
             r["sim"] = sims[r["voice"]]
             r["sim_best_other"] = max(s for v, s in sims.items() if v != r["voice"])
             r["rank_correct"] = r["sim"] > r["sim_best_other"]
+            r["nearest_prompt"] = max(sims, key=sims.get)  # whose voice it sounds like
         else:
-            r["sim"], r["sim_best_other"], r["rank_correct"] = None, None, False
+            r["sim"], r["sim_best_other"], r["rank_correct"], r["nearest_prompt"] = None, None, False, None
         if r["set"] == "corpus":
             gt_wav = load_span(refs[r["ref"]], sr)
         else:
@@ -210,6 +211,7 @@ def main() -> None:
             "sim_mean": statistics.mean(sims) if sims else None,
             "sim_min": min(sims) if sims else None,
             "rank_correct": sum(r["rank_correct"] for r in sub) / len(sub),
+            "nearest_prompt": dict(Counter(r["nearest_prompt"] for r in sub if r["nearest_prompt"])),
             "empty": sum(r["seconds"] == 0 for r in sub),
             "runaway_gt_2x": sum((r["duration_ratio"] or 0) > 2.0 for r in sub),
             "hit_limit_sentences": sum(sum(r["hit_limit"]) for r in sub),
