@@ -309,6 +309,36 @@ def test_sprint_with_pairs_starts_from_earlier_weights(tiny_tokens, packed, tmp_
         train_sprint(small, packed / "train.safetensors", tmp_path / "c", nothing, device="cpu")
 
 
+def test_nar_only_sprint_exports_with_the_ar_of_its_init(tiny_tokens, packed, tmp_path):  # noqa: F811 (fixture)
+    import shutil
+
+    from valle2.models.valle2 import VallE2
+
+    train_dir, valid_dir, _ = tiny_tokens
+    settings = SprintSettings(budget_s=30.0, max_frames=600, warmup_steps=1, valid_every_s=100.0, log_every=2,
+                              weights_dtype="float32", max_steps=3)
+    cfg = train_config(train_dir, valid_dir, tmp_path / "unused", "optim.lr=3e-3")
+    train_sprint(cfg, packed / "train.safetensors", tmp_path / "a", settings, valid_path=packed / "valid.safetensors",
+                 device="cpu")
+    init = load_weights(tmp_path / "a", "best")
+    nar = train_config(train_dir, valid_dir, tmp_path / "unused", "optim.lr=3e-3", "train.models=nar",
+                       f"train.init_from={tmp_path / 'a'}")
+    train_sprint(nar, packed / "train.safetensors", tmp_path / "b", settings, valid_path=packed / "valid.safetensors",
+                 device="cpu")
+    trained = load_weights(tmp_path / "b", "best")
+    assert trained and all(k.startswith("nar.") for k in trained)  # only what it trained is saved
+    # the init folder moves (as it does between a lent GPU and this machine): export names it again
+    shutil.move(tmp_path / "a", tmp_path / "moved")
+    with pytest.raises(Exception, match="trained only the NAR; its AR comes from .* --set train.init_from=PATH"):
+        export_sprint(tmp_path / "b", tmp_path / "m0")
+    folder = export_sprint(tmp_path / "b", tmp_path / "m", overrides=[f"train.init_from={tmp_path / 'moved'}"])
+    own = VallE2.from_pretrained(folder).state_dict()
+    ar = [k for k in init if k.startswith("ar.") and k in own]
+    assert ar and all(torch.equal(own[k].float(), init[k].float()) for k in ar)  # the AR is the init's
+    changed = [k for k in trained if k in own and not torch.equal(trained[k].float(), init[k].float())]
+    assert changed and all(torch.equal(own[k].float(), trained[k].float()) for k in changed)  # the NAR is new
+
+
 def test_lhotse_path_pairs_same_speaker_utterances(tiny_tokens):  # noqa: F811 (fixture)
     from valle2.data.shards import ShardReader
 

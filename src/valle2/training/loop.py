@@ -454,7 +454,13 @@ class Exporter:
         self.trained: set[str] = set()
         self.base: dict = {}
         if cfg.train.init_from and cfg.train.models != "both":  # parts not trained now come from there
-            self.base = load_init_weights(Path(cfg.train.init_from))
+            base = Path(cfg.train.init_from)
+            if not base.exists():
+                other = "NAR" if cfg.train.models == "ar" else "AR"
+                raise Valle2Error(f"this run trained only the {cfg.train.models.upper()}; its {other} comes from "
+                                  f"train.init_from {base}, which does not exist here: name that folder with "
+                                  "--set train.init_from=PATH")
+            self.base = load_init_weights(base)
 
     def load(self, state: dict) -> None:
         own = self.model.state_dict()
