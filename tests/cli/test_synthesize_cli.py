@@ -64,6 +64,9 @@ def test_cli_nar_decoding_option(capsys, prompt_wav, tmp_path):
     code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "y.wav"),
                            "--nar-decoding", "min_distortion", "--nar-temperature", "0")
     assert code != 0 and "nar_temperature is 0" in err and not (tmp_path / "y.wav").exists()
+    code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "y.wav"),
+                           "--nar-decoding", "greedy", "--nar-temperature", "0.5")
+    assert code != 0 and "applies to min_distortion" in err and not (tmp_path / "y.wav").exists()
 
 
 def _write(tmp_path, name, wav, sr=16000):

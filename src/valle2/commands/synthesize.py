@@ -72,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
         sampling = dict(top_p=args.top_p, top_k=args.top_k, temperature=args.temperature,
                         repetition_aware=False if args.no_ras else None, nar_decoding=args.nar_decoding,
                         nar_temperature=args.nar_temperature)
-        model.sampling_config(**sampling)  # validate before the expensive work
+        chosen = model.sampling_config(**sampling)  # validate before the expensive work
+        if args.nar_temperature is not None and chosen.nar_decoding != "min_distortion":
+            raise ValueError(f"--nar-temperature applies to min_distortion NAR decoding; this run decodes "
+                             f"{chosen.nar_decoding} (add --nar-decoding min_distortion)")
     except ValueError as e:
         raise Valle2Error(str(e)) from None
     t1 = time.perf_counter()
