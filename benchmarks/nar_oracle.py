@@ -47,8 +47,9 @@ def main() -> None:
     ap.add_argument("--knn", type=int, default=4, help="prompt frames averaged per codebook-0 entry")
     ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion"], default=None,
                     help="the NAR decoding of ar_full (the model's own synthesis); default: the model's")
-    ap.add_argument("--nar-temperature", type=float, default=None,
-                    help="sharpening of min-distortion decoding (nar_med, ar_full; default: the model's)")
+    ap.add_argument("--nar-temperature", type=float, nargs="+", default=None,
+                    help="sharpening of min-distortion decoding (nar_med, ar_full; default: the model's); "
+                         "K-1 values: one per codebook 1..K-1, for nar_med only")
     ap.add_argument("--top-p", type=float, default=None, help="AR sampling of ar_* (default: the model's)")
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--sim", action="store_true",
@@ -69,13 +70,19 @@ def main() -> None:
 
     m = VallE2.from_pretrained(args.model).eval()
     m.sampling = m.sampling_config(top_p=args.top_p, temperature=args.temperature, nar_decoding=args.nar_decoding,
-                                  nar_temperature=args.nar_temperature)
+                                  nar_temperature=args.nar_temperature[0] if args.nar_temperature and
+                                  len(args.nar_temperature) == 1 else None)
     if args.min_ratio is not None:
         m.length = replace(m.length, min_ratio=args.min_ratio)
     codec, sr = m.codec, m.sample_rate
     if not hasattr(codec, "codebooks"):
         raise SystemExit("this diagnostic needs the valle2-mel codec (explicit centroids)")
     C = codec.codebooks  # (K, V, n_mels)
+    per_codebook = [m.sampling.nar_temperature] * (C.shape[0] - 1)
+    if args.nar_temperature and len(args.nar_temperature) > 1:
+        if len(args.nar_temperature) != C.shape[0] - 1:
+            raise SystemExit(f"--nar-temperature takes 1 or {C.shape[0] - 1} values, not {len(args.nar_temperature)}")
+        per_codebook = args.nar_temperature
     utts = from_lhotse(args.corpus / f"synth_recordings_{args.split}.jsonl.gz",
                        args.corpus / f"synth_supervisions_{args.split}.jsonl.gz")
     asr = get_asr("faster-whisper", cpu_threads=args.threads)
@@ -127,7 +134,7 @@ def main() -> None:
                     allc[0, j, P:] = logits.argmax(-1)
                     soft += logits.float().softmax(-1) @ C[j]
                     logits = m.nar(text, valid, med, torch.tensor([P]), torch.tensor([P + T]), torch.tensor([j]), *split)[0, P:]
-                    med[0, j, P:] = pick_codes(logits, C[j], m.sampling.nar_temperature)
+                    med[0, j, P:] = pick_codes(logits, C[j], per_codebook[j - 1])
             mean_rest = sum(C[j].mean(0) for j in range(1, K))
             outs = {"full": codec.decode(codes), "cb0_mean": vocode(C[0][codes[0]] + mean_rest),
                     "cb01_true": vocode(C[0][codes[0]] + C[1][codes[1]] + sum(C[j].mean(0) for j in range(2, K))),
