@@ -34,7 +34,8 @@ def register(sub) -> None:
                    help="how the NAR picks codebooks 1..K-1: most probable code, or the code nearest the expected "
                         "code vector (default from the model)")
     p.add_argument("--nar-temperature", type=float, default=None,
-                   help="min_distortion only: sharpen the NAR's distribution first (< 1: nearer greedy; default from the model)")
+                   help="min_distortion only: sharpen the NAR's distribution first (< 1: nearer greedy; "
+                        "default from the model)")
     p.add_argument("--language", default=None, help="espeak-ng language of the text, e.g. en-us, fr-fr (default: the model's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

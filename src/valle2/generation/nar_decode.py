@@ -47,7 +47,8 @@ def nar_generate(
     for j in range(1, K):
         stage = torch.full((B,), j, dtype=torch.long, device=device)
         logits = model(text, text_valid, codes, prompt_lens, code_lens, stage, text_split, frame_split)  # (B, C, V)
-        codes[:, j] = torch.where(is_target, pick_codes(logits, None if entries is None else entries[j], temperature), codes[:, j])
+        picked = pick_codes(logits, None if entries is None else entries[j], temperature)
+        codes[:, j] = torch.where(is_target, picked, codes[:, j])
     return [codes[i, :, int(prompt_lens[i]) : int(code_lens[i])].cpu() for i in range(B)]
 
 
