@@ -163,18 +163,21 @@ def main() -> None:
     spk = get_speaker_encoder("resemblyzer")
     prompt_emb = {v: spk.embed(prompts[v].wav, prompts[v].sr) for v in voices}
     refs = {u.id: u for v in voices for u in chosen[v][1]}
+
+    def voice_scores(wav, voice) -> dict:
+        """Cosine to the voice's own prompt, the best other prompt's, and whose prompt is nearest."""
+        if len(wav) < sr // 2:  # too short for the speaker encoder
+            return {"sim": None, "sim_best_other": None, "rank_correct": False, "nearest_prompt": None}
+        e = spk.embed(wav, sr)
+        sims = {v: cosine(e, prompt_emb[v]) for v in voices}
+        best_other = max(s for v, s in sims.items() if v != voice)
+        return {"sim": sims[voice], "sim_best_other": best_other, "rank_correct": sims[voice] > best_other,
+                "nearest_prompt": max(sims, key=sims.get)}
+
     for r in rows:
         wav, _ = sf.read(args.out / "audio" / r["audio"], dtype="float32")
         r["hyp"] = asr.transcribe(wav, sr) if len(wav) else ""
-        if len(wav) >= sr // 2:
-            e = spk.embed(wav, sr)
-            sims = {v: cosine(e, prompt_emb[v]) for v in voices}
-            r["sim"] = sims[r["voice"]]
-            r["sim_best_other"] = max(s for v, s in sims.items() if v != r["voice"])
-            r["rank_correct"] = r["sim"] > r["sim_best_other"]
-            r["nearest_prompt"] = max(sims, key=sims.get)  # whose voice it sounds like
-        else:
-            r["sim"], r["sim_best_other"], r["rank_correct"], r["nearest_prompt"] = None, None, False, None
+        r.update(voice_scores(wav, r["voice"]))
         if r["set"] == "corpus":
             gt_wav = load_span(refs[r["ref"]], sr)
         else:
@@ -183,12 +186,8 @@ def main() -> None:
             gt_wav, _ = load_audio(r["ref"], target_sr=sr)
         r["gt_hyp"] = asr.transcribe(gt_wav, sr)
         # the same voice measures on the voice's own audio: what a perfect clone would score
-        r["gt_sim"], r["gt_rank_correct"] = None, False
-        if len(gt_wav) >= sr // 2:
-            e = spk.embed(gt_wav, sr)
-            sims = {v: cosine(e, prompt_emb[v]) for v in voices}
-            r["gt_sim"] = sims[r["voice"]]
-            r["gt_rank_correct"] = r["gt_sim"] > max(s for v, s in sims.items() if v != r["voice"])
+        gt = voice_scores(gt_wav, r["voice"])
+        r["gt_sim"], r["gt_rank_correct"] = gt["sim"], gt["rank_correct"]
         r["gt_wer"] = wer_details(r["text"], r["gt_hyp"]).wer
         r["wer"] = wer_details(r["text"], r["hyp"]).wer
         expected_s = sum(r["expected_frames"]) / model.frame_rate
@@ -245,7 +244,8 @@ def main() -> None:
     for v in voices:
         n, c = summary["per_voice"][v]["natural"], summary["per_voice"][v]["corpus"]
         print(f"{v:24s} natural WER {n['wer']:.3f} (gt {n['ground_truth_wer']:.3f}) SIM {n['sim_mean']:.3f} "
-              f"(gt {n['ground_truth_sim_mean']:.3f}) rank {n['rank_correct']:.2f} (gt {n['ground_truth_rank_correct']:.2f}) | corpus WER {c.get('wer', float('nan')):.3f} "
+              f"(gt {n['ground_truth_sim_mean']:.3f}) rank {n['rank_correct']:.2f} "
+              f"(gt {n['ground_truth_rank_correct']:.2f}) | corpus WER {c.get('wer', float('nan')):.3f} "
               f"(gt {c.get('ground_truth_wer', float('nan')):.3f}) SIM {c.get('sim_mean') or float('nan'):.3f}")
 
 
