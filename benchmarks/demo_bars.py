@@ -9,6 +9,10 @@ held-out voice gets one 3-10 s prompt: one of its held-out corpus utterances, wi
   the WER of the voice itself is known.
 - **corpus**: ``--per-voice`` other held-out corpus utterances per voice (the corpus grammar's
   phonetically dense sentences; many are tongue twisters); ground truth: their recordings.
+- **reserved** (``--reserved N``): the two reserved voices (flite ``rms``, festival
+  ``ked_diphone``; never in any corpus) read N grammar sentences each, rendered into ``OUT``
+  for this run only; their prompt is another such sentence of 3-10 s. Their rank is taken
+  against all prompts (held-out and reserved); the held-out rows keep the held-out prompts only.
 
 Measures:
 - WER: faster-whisper tiny.en (``valle2.eval.asr``: int8, beam 5, temperature 0), corpus-level
@@ -49,6 +53,7 @@ import soundfile as sf
 import torch
 
 HERE = Path(__file__).resolve().parent
+SR = 24000
 
 
 def held_out_utterances(corpus: Path, split: str):
@@ -78,6 +83,38 @@ def pick(utts, per_voice: int, seed: int, max_voices: int | None = None):
     return chosen
 
 
+def render_reserved_set(n: int, folder: Path) -> dict:
+    """voice id -> (prompt path, prompt text, [(text, path)] x n) for the reserved voices, rendered
+    into ``folder`` (evaluation only: nothing here feeds a corpus or a choice of training)."""
+    import subprocess
+
+    from valle2.data.sentences import SEED_SENTENCES, generate_sentences
+    from valle2.data.voices import RESERVED
+
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = generate_sentences(n + 6 + len(SEED_SENTENCES), seed=4321)[len(SEED_SENTENCES):]
+    out = {}
+    for voice in RESERVED:
+        utts = []
+        for i, text in enumerate(texts):
+            raw, path = folder / f"{voice.slug}-{i}.raw.wav", folder / f"{voice.slug}-{i}.wav"
+            if not path.exists():
+                if voice.engine == "flite":
+                    subprocess.run(["flite", "-voice", voice.name, "-t", text, "-o", str(raw)], check=True)
+                else:
+                    subprocess.run(["text2wave", "-eval", f"({'voice_' + voice.name})", "-o", str(raw)],
+                                   input=text, text=True, check=True)
+                subprocess.run(["sox", "-D", str(raw), "-r", str(SR), "-c", "1", "-b", "16", str(path)], check=True)
+                raw.unlink()
+            utts.append((text, path))
+        fits = [u for u in utts if 3.0 <= sf.info(str(u[1])).duration <= 10.0]
+        if not fits:
+            raise SystemExit(f"reserved voice {voice.id} rendered no 3-10 s sentence for a prompt")
+        prompt = fits[0]
+        out[voice.id] = (prompt[1], prompt[0], [u for u in utts if u is not prompt][:n])
+    return out
+
+
 def read_sentences(path: Path) -> list[str]:
     lines = [ln.strip() for ln in path.read_text().splitlines()]
     return [ln for ln in lines if ln and not ln.startswith("#")]
@@ -103,6 +140,10 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--nar-temperature", type=float, default=None, help="min-distortion sharpening (default: the model's)")
+    ap.add_argument("--post-filter", choices=["none", "prompt_match"], default=None,
+                    help="log-mel post-filter before the vocoder (default: the model's)")
+    ap.add_argument("--reserved", type=int, default=0, metavar="N",
+                    help="also N sentences in each reserved voice (independent evaluation; see above)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
@@ -122,9 +163,12 @@ def main() -> None:
     sr = model.sample_rate
     chosen = pick(held_out_utterances(args.corpus, args.split), args.per_voice, args.seed, args.max_voices)
     sampling = model.sampling_config(top_p=args.top_p, temperature=args.temperature, top_k=args.top_k,
-                                     nar_temperature=args.nar_temperature)
+                                     nar_temperature=args.nar_temperature, post_filter=args.post_filter)
     voices = sorted(chosen)
     prompts = {v: model.prepare_prompt((load_span(chosen[v][0], sr), sr), chosen[v][0].text) for v in voices}
+    reserved = render_reserved_set(args.reserved, args.out / "reserved") if args.reserved else {}
+    for v, (prompt_path, prompt_text, _) in reserved.items():
+        prompts[v] = model.prepare_prompt(str(prompt_path), prompt_text)
 
     # (set, voice, text, ground-truth audio)
     from valle2.data.corpus_synth import render
@@ -139,6 +183,9 @@ def main() -> None:
     for v in voices:
         for u in chosen[v][1]:
             todo.append(("corpus", v, u.text, u))
+    for v, (_, _, targets) in reserved.items():
+        for text, path in targets:
+            todo.append(("reserved", v, text, str(path)))
 
     # Warm-up (first calls allocate caches and pick kernels), not timed.
     model.synthesize_batch([SynthesisJob("A short warm up.", prompts[voices[0]], unsafe_no_consent=True)], seed=0)
@@ -161,7 +208,7 @@ def main() -> None:
     # --- scoring (after synthesis, so the ASR and speaker encoder do not share the timing)
     asr = get_asr("faster-whisper")
     spk = get_speaker_encoder("resemblyzer")
-    prompt_emb = {v: spk.embed(prompts[v].wav, prompts[v].sr) for v in voices}
+    prompt_emb = {v: spk.embed(prompts[v].wav, prompts[v].sr) for v in prompts}
     refs = {u.id: u for v in voices for u in chosen[v][1]}
 
     def voice_scores(wav, voice) -> dict:
@@ -169,7 +216,8 @@ def main() -> None:
         if len(wav) < sr // 2:  # too short for the speaker encoder
             return {"sim": None, "sim_best_other": None, "rank_correct": False, "nearest_prompt": None}
         e = spk.embed(wav, sr)
-        sims = {v: cosine(e, prompt_emb[v]) for v in voices}
+        pool = list(prompts) if voice in reserved else voices  # held-out rows: the held-out prompts only
+        sims = {v: cosine(e, prompt_emb[v]) for v in pool}
         best_other = max(s for v, s in sims.items() if v != voice)
         return {"sim": sims[voice], "sim_best_other": best_other, "rank_correct": sims[voice] > best_other,
                 "nearest_prompt": max(sims, key=sims.get)}
@@ -232,7 +280,8 @@ def main() -> None:
         "voices": {v: {"prompt_id": chosen[v][0].id, "prompt_s": chosen[v][0].duration} for v in voices},
         "natural": summarise([r for r in rows if r["set"] == "natural"]),
         "corpus": summarise([r for r in rows if r["set"] == "corpus"]),
-        "both": summarise(rows),
+        "reserved": summarise([r for r in rows if r["set"] == "reserved"]),
+        "both": summarise([r for r in rows if r["set"] != "reserved"]),
         "per_voice": {v: {k: summarise([r for r in rows if r["set"] == k and r["voice"] == v]) for k in ("natural", "corpus")}
                       for v in voices},
         "all_rtf": sum(r["synth_s"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9),
@@ -240,7 +289,7 @@ def main() -> None:
                     "threads": torch.get_num_threads()},
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps({k: summary[k] for k in ("natural", "corpus", "both", "all_rtf")}, indent=2))
+    print(json.dumps({k: summary[k] for k in ("natural", "corpus", "reserved", "both", "all_rtf")}, indent=2))
     for v in voices:
         n, c = summary["per_voice"][v]["natural"], summary["per_voice"][v]["corpus"]
         print(f"{v:24s} natural WER {n['wer']:.3f} (gt {n['ground_truth_wer']:.3f}) SIM {n['sim_mean']:.3f} "

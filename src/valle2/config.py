@@ -150,6 +150,8 @@ class ExportConfig:
     top_p: float = 0.8  # the model's default AR sampling (valle2.generation.sampling.SamplingConfig)
     temperature: float = 1.0
     nar_temperature: float = 1.0  # sharpening of min_distortion decoding (< 1: nearer greedy; SamplingConfig)
+    # before the vocoder: match the prompt's log-mel mean and spread (valle2-mel codecs; SamplingConfig)
+    post_filter: Literal["none", "prompt_match"] = "none"
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,8 @@ class Config:
             (0 < self.export.top_p <= 1, "export.top_p", self.export.top_p, "in (0, 1]"),
             (self.export.temperature > 0, "export.temperature", self.export.temperature, "> 0"),
             (self.export.nar_temperature > 0, "export.nar_temperature", self.export.nar_temperature, "> 0"),
+            (self.export.post_filter == "none" or self.codec.type == "valle2-mel", "export.post_filter",
+             self.export.post_filter, "'none' with an EnCodec codec (prompt_match works on valle2-mel's log-mel)"),
         ]
         for ok, key, value, need in checks:
             if not ok:

@@ -146,3 +146,17 @@ def test_cli_as_a_process_exit_codes(prompt_wav, tmp_path):
                           "--out", str(tmp_path / "b.wav")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("valle2 synthesize: error:")
+
+
+def test_cli_post_filter_option(capsys, prompt_wav, tmp_path):
+    out = tmp_path / "pf.wav"
+    code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(out),
+                           "--post-filter", "none")
+    assert code == 0, err
+    # the debug model's codec is EnCodec-like: no log-mel to match, a one-line error, no file
+    code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "y.wav"),
+                           "--post-filter", "prompt_match")
+    assert code != 0 and "needs a codec that decodes through a log-mel" in err and not (tmp_path / "y.wav").exists()
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "z.wav"),
+                "--post-filter", "eq")

@@ -151,6 +151,43 @@ def rvq_decode(codes: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------
+# Prompt-matched post-filter
+
+
+def speech_frame_mask(mel: torch.Tensor, quantile: float = 0.3) -> torch.Tensor:
+    """Frames [n_mels, T] whose mean log-mel is at or above the utterance's ``quantile``: the
+    voiced and loud frames, without the pauses that would drag the statistics toward silence."""
+    energy = mel.mean(0)
+    return energy >= torch.quantile(energy, quantile)
+
+
+def match_prompt_statistics(mel: torch.Tensor, reference: torch.Tensor, *, quantile: float = 0.3,
+                            max_gain: float = 2.0, min_frames: int = 8) -> torch.Tensor:
+    """Give a generated log-mel [n_mels, T] the per-bin mean and standard deviation of its
+    prompt's log-mel [n_mels, Tp], both measured over speech frames (``speech_frame_mask``).
+
+    Each bin is ``mu_ref + (x - mu_out) * clamp(sd_ref / sd_out, 1 / max_gain, max_gain)``: the
+    long-term spectral envelope of the voice (mean) and the global-variance post-filter of
+    statistical parametric synthesis (Toda & Tokuda 2007), which undoes the over-smoothing of
+    averaged code choices (min-distortion NAR decoding). Too short a sequence (fewer than
+    ``min_frames`` speech frames on either side) is returned unchanged: its statistics would be noise.
+    """
+    if mel.dim() != 2 or reference.dim() != 2 or mel.shape[0] != reference.shape[0]:
+        raise ValueError(f"expected log-mels [n_mels, T] with the same n_mels, got {tuple(mel.shape)} "
+                         f"and {tuple(reference.shape)}")
+    if mel.shape[1] == 0 or reference.shape[1] == 0:
+        return mel
+    out_m, ref_m = speech_frame_mask(mel, quantile), speech_frame_mask(reference, quantile)
+    if int(out_m.sum()) < min_frames or int(ref_m.sum()) < min_frames:
+        return mel
+    x, r = mel[:, out_m].float(), reference[:, ref_m].float()
+    mu_o, sd_o = x.mean(1, keepdim=True), x.std(1, keepdim=True)
+    mu_r, sd_r = r.mean(1, keepdim=True), r.std(1, keepdim=True)
+    gain = (sd_r / sd_o.clamp(min=1e-4)).clamp(1.0 / max_gain, max_gain)
+    return (mu_r + (mel.float() - mu_o) * gain).to(mel.dtype)
+
+
+# ---------------------------------------------------------------------------------------
 # Vocoder
 
 
@@ -346,21 +383,31 @@ class MelCodec:
         """``(K, V, n_mels)``: each code's log-mel vector (a frame decodes to their sum)."""
         return self.codebooks
 
+    # decode(codes, reference=prompt_codes) gives the output the prompt's log-mel statistics
+    supports_prompt_match = True
+
     @torch.inference_mode()
-    def decode(self, codes: torch.Tensor) -> np.ndarray:
-        """Codes [K, T] -> float32 waveform [T * hop] at 24 kHz (vocoder, else Griffin-Lim)."""
+    def decode(self, codes: torch.Tensor, reference: torch.Tensor | None = None) -> np.ndarray:
+        """Codes [K, T] -> float32 waveform [T * hop] at 24 kHz (vocoder, else Griffin-Lim).
+
+        ``reference``: the prompt's codes [K', Tp]; when given, the decoded log-mel first takes
+        the prompt's per-bin mean and spread (``match_prompt_statistics``)."""
         mel = self.dequantize(codes)
         if mel.shape[-1] == 0:
             return np.zeros(0, dtype=np.float32)
+        if reference is not None:
+            mel = match_prompt_statistics(mel, self.dequantize(reference))
         if self.vocoder is None:
-            return self.decode_griffin_lim(codes)
+            return self._griffin_lim(mel)
         wav = self.vocoder(mel[None])[0]
         return wav.clamp(-1.0, 1.0).numpy().astype(np.float32)
 
     @torch.inference_mode()
     def decode_griffin_lim(self, codes: torch.Tensor, n_iter: int | None = None) -> np.ndarray:
         """Baseline decoder: mel pseudo-inverse to a linear magnitude, then fast Griffin-Lim."""
-        mel = self.dequantize(codes)
+        return self._griffin_lim(self.dequantize(codes), n_iter)
+
+    def _griffin_lim(self, mel: torch.Tensor, n_iter: int | None = None) -> np.ndarray:
         if self._pinv_fb is None:
             self._pinv_fb = torch.linalg.pinv(self.frontend.fb)
         mag = (self._pinv_fb @ torch.exp(mel)).clamp(min=0.0)

@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--nar-temperature", type=float, default=None,
                    help="min_distortion only: sharpen the NAR's distribution first (< 1: nearer greedy; "
                         "default from the model)")
+    p.add_argument("--post-filter", choices=["none", "prompt_match"], default=None,
+                   help="before the vocoder, give the output the prompt's log-mel mean and spread per mel bin "
+                        "(valle2-mel codecs; default from the model)")
     p.add_argument("--language", default=None, help="espeak-ng language of the text, e.g. en-us, fr-fr (default: the model's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sampling = dict(top_p=args.top_p, top_k=args.top_k, temperature=args.temperature,
                         repetition_aware=False if args.no_ras else None, nar_decoding=args.nar_decoding,
-                        nar_temperature=args.nar_temperature)
+                        nar_temperature=args.nar_temperature, post_filter=args.post_filter)
         chosen = model.sampling_config(**sampling)  # validate before the expensive work
         if args.nar_temperature is not None and chosen.nar_decoding != "min_distortion":
             raise ValueError(f"--nar-temperature applies to min_distortion NAR decoding; this run decodes "

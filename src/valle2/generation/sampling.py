@@ -14,6 +14,7 @@ import torch
 
 
 NAR_DECODINGS = ("greedy", "min_distortion")
+POST_FILTERS = ("none", "prompt_match")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class SamplingConfig:
     # expected entry is taken. 1: the Bayes choice; towards 0: greedy. Lower keeps more of the
     # speaker's detail; higher, more of the words (benchmarks/RESULTS.md).
     nar_temperature: float = 1.0
+    # Before the vocoder: "prompt_match" gives the decoded log-mel the prompt's per-bin mean and
+    # spread (valle2.codec.mel.match_prompt_statistics; needs a codec that supports it: valle2-mel).
+    post_filter: str = "none"
 
     def __post_init__(self):
         if not 0.0 < self.top_p <= 1.0:
@@ -43,6 +47,8 @@ class SamplingConfig:
             raise ValueError(f"nar_temperature is {self.nar_temperature}; must be > 0")
         if self.nar_decoding not in NAR_DECODINGS:
             raise ValueError(f"nar_decoding is {self.nar_decoding!r}; must be one of {', '.join(NAR_DECODINGS)}")
+        if self.post_filter not in POST_FILTERS:
+            raise ValueError(f"post_filter is {self.post_filter!r}; must be one of {', '.join(POST_FILTERS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -138,6 +138,9 @@ class VallE2(nn.Module):
         symbols = SymbolTable.load(folder / "symbols.json")
         codec_dir = folder / "codec"
         codec = load_codec(meta["codec"], codec_dir if codec_dir.is_dir() else None)
+        if sampling.post_filter != "none" and not getattr(codec, "supports_prompt_match", False):
+            raise ModelFileError(f"{cfg_path} asks for post_filter {sampling.post_filter!r}, which its codec "
+                                 f"({meta['codec'].get('type')}) does not support")
         model = cls(config, symbols, codec, language=meta.get("language", "en-us"),
                     requires_consent=bool(meta.get("requires_consent", True)), name=meta.get("name", folder.name),
                     sampling=sampling, length=length, nar_precision=meta.get("nar_precision", "fp32"))
@@ -258,7 +261,9 @@ class VallE2(nn.Module):
         unknown = set(overrides) - set(SamplingConfig.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
-        return replace(self.sampling, **overrides)
+        chosen = replace(self.sampling, **overrides)
+        self._check_post_filter(chosen)
+        return chosen
 
     def synthesize(self, text: str, prompt_audio, prompt_text: str, seed: int | None = None, *,
                    candidates: int = 1, select=None, language: str | None = None, policy=None,
@@ -306,9 +311,12 @@ class VallE2(nn.Module):
         job_rows = [j.rows if j.rows is not None else self.make_rows(j.text, j.prompt, language=j.language, candidates=j.candidates)
                     for j in jobs]
         flat = [r for rows in job_rows for r in rows]
+        sampling = sampling or self.sampling
+        self._check_post_filter(sampling)
         results = self.generate(flat, seed=seed, sampling=sampling, max_batch=max_batch)
         # One codec call for every row of every job: the server sends one sentence per job.
-        all_waves = self._decode([r.codes for r in results])
+        refs = [r.prompt.codes for r in flat] if sampling.post_filter == "prompt_match" else None
+        all_waves = self._decode([r.codes for r in results], refs)
         outputs, at = [], 0
         for job, rows, auth in zip(jobs, job_rows, auths):
             job_waves = all_waves[at : at + len(rows)]
@@ -329,11 +337,20 @@ class VallE2(nn.Module):
             outputs.append(policy.finalize(wav, self.sample_rate, auth, job.text))
         return outputs
 
-    def _decode(self, codes: list[torch.Tensor]) -> list[np.ndarray]:
-        """Codes -> waveforms, batched when the codec can; empty codes give empty audio."""
+    def _check_post_filter(self, sampling: SamplingConfig) -> None:
+        if sampling.post_filter != "none" and not getattr(self.codec, "supports_prompt_match", False):
+            raise ValueError(f"post_filter={sampling.post_filter!r} needs a codec that decodes through a log-mel "
+                             f"(valle2-mel); this model's codec ({self.codec.identity().get('type')}) does not: "
+                             f"use post_filter='none'")
+
+    def _decode(self, codes: list[torch.Tensor], refs: list[torch.Tensor] | None = None) -> list[np.ndarray]:
+        """Codes -> waveforms, batched when the codec can; empty codes give empty audio.
+        ``refs``: one prompt's codes per row, for the prompt-matched post-filter."""
         waves: list[np.ndarray] = [np.zeros(0, np.float32)] * len(codes)
         todo = [i for i, c in enumerate(codes) if c.shape[1]]
-        if hasattr(self.codec, "decode_batch"):
+        if refs is not None:
+            decoded = [self.codec.decode(codes[i], reference=refs[i]) for i in todo]
+        elif hasattr(self.codec, "decode_batch"):
             decoded = self.codec.decode_batch([codes[i] for i in todo])
         else:
             decoded = [self.codec.decode(codes[i]) for i in todo]
