@@ -1,7 +1,7 @@
 """Real-time factor of synthesis, split into AR, NAR and codec decode.
 
     python benchmarks/rtf.py --model MODEL_DIR --threads 1 [--nar-precision fp32|bf16] [--frames 270] \
-        [--nar-decoding greedy|min_distortion]
+        [--nar-decoding greedy|min_distortion] [--post-filter none|prompt_match]
 
 Runs one sentence in the voice of the bundled demo prompt. The AR is held to exactly
 ``--frames`` frames (EOS suppressed until then) so that models with different weights —
@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--text", default="The quick brown fox jumps over the lazy dog by the river.")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion"], default=None, help="default: the model's")
+    ap.add_argument("--post-filter", choices=["none", "prompt_match"], default=None, help="default: the model's")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -42,6 +43,7 @@ def main() -> None:
     precision = args.nar_precision or model.nar_precision
     decoding = args.nar_decoding or model.sampling.nar_decoding
     entries = model.codec.code_entries() if decoding == "min_distortion" else None
+    post_filter = args.post_filter or model.sampling.post_filter
     prompt = model.prepare_prompt(DEMO / "prompt.wav", (DEMO / "prompt.txt").read_text().strip())
     [row] = model.make_rows(args.text, prompt)
     ids, lead = row.text_ids(model.symbols.separator_ids(), model.symbols.id("<eos>"))
@@ -56,14 +58,17 @@ def main() -> None:
             codes = nar_generate(model.nar, text, [prompt.codes], ar.codes, entries=entries,
                                  text_splits=[lead])[0]
         t2 = time.perf_counter()
-        wav = model.codec.decode(codes)
+        if post_filter == "prompt_match":
+            wav = model.codec.decode(codes, reference=prompt.codes)
+        else:
+            wav = model.codec.decode(codes)
         t3 = time.perf_counter()
         times = (t1 - t0, t2 - t1, t3 - t2)
         best = times if best is None or sum(times) < sum(best) else best
     seconds = len(wav) / model.sample_rate
     ar_s, nar_s, codec_s = best
     result = {
-        "model": args.model, "threads": args.threads, "nar_precision": precision, "nar_decoding": decoding, "audio_seconds": round(seconds, 3),
+        "model": args.model, "threads": args.threads, "nar_precision": precision, "nar_decoding": decoding, "post_filter": post_filter, "audio_seconds": round(seconds, 3),
         "ar_s": round(ar_s, 3), "ar_ms_per_step": round(ar_s / ar.steps * 1000, 2), "nar_s": round(nar_s, 3),
         "codec_s": round(codec_s, 3), "rtf": round(sum(best) / seconds, 4),
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),

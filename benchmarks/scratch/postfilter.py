@@ -34,10 +34,10 @@ def stats(mel: torch.Tensor, mask=None):
 
 
 def post_filter(mel: torch.Tensor, ref: torch.Tensor, alpha: float, beta: float, gmax: float = 2.0,
-                mask_o=None, mask_r=None) -> torch.Tensor:
+                mask_o=None, mask_r=None, gmin=None) -> torch.Tensor:
     mu_o, sd_o = stats(mel, mask_o)
     mu_p, sd_p = stats(ref, mask_r)
-    gain = (sd_p / sd_o.clamp(min=1e-3)).clamp(1 / gmax, gmax) ** beta
+    gain = (sd_p / sd_o.clamp(min=1e-3)).clamp(1 / gmax if gmin is None else gmin, gmax) ** beta
     return mu_o + (mel - mu_o) * gain + alpha * (mu_p - mu_o)
 
 
@@ -93,7 +93,9 @@ def main() -> None:
     for variant in args.variants:
         src = "t" if variant.endswith("t") else "q"
         resid = variant.endswith("r")  # filter only the NAR's part (codebooks 1..K-1), not codebook 0
-        parts = [float(x) for x in variant.rstrip("tr").split(",")]
+        mres = variant.endswith("m")  # the mean shift measured on the residuals (content-free), GV on the mel
+        expand = variant.endswith("e")  # GV gain >= 1 only
+        parts = [float(x) for x in variant.rstrip("trme").split(",")]
         alpha, beta, gmax = (parts + [2.0])[:3]
         rows = []
         for it in items:
@@ -107,8 +109,18 @@ def main() -> None:
                     pmel = codec.dequantize(pc)
                     mel = base + post_filter(mel - base, pmel - pbase, alpha, beta, gmax,
                                              speech_frames(mel), speech_frames(pmel))
+                elif mres:
+                    pc = prompts[it["voice"]].codes
+                    base, pbase = codec.dequantize(c[:1]), codec.dequantize(pc[:1])
+                    pmel = codec.dequantize(pc)
+                    mo, mp = speech_frames(mel), speech_frames(pmel)
+                    shift = stats(pmel - pbase, mp)[0] - stats(mel - base, mo)[0]
+                    mel = post_filter(mel, pmel, 0.0, beta, gmax) + alpha * shift
                 elif alpha or beta:
-                    mel = post_filter(mel, ref, alpha, beta, gmax)
+                    if expand:
+                        mel = post_filter(mel, ref, alpha, beta, gmax, gmin=1.0)
+                    else:
+                        mel = post_filter(mel, ref, alpha, beta, gmax)
                 with torch.inference_mode():
                     pieces.append(codec.vocoder(mel[None])[0].clamp(-1, 1).numpy())
             wav = crossfade_concat(pieces, sr, crossfade_ms=30.0)
