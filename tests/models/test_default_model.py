@@ -62,7 +62,7 @@ def test_default_model_follows_the_text(model: VallE2):
     """Six short sentences in the demo voice (flite awb, held out of training), transcribed by
     faster-whisper tiny.en.
 
-    The bundled model does not reach the issue's WER bar yet (54-62 % WER on the held-out
+    The bundled model does not reach the issue's WER bar yet (62-73 % WER on the held-out
     corpus sentences, 78-83 % on everyday ones; benchmarks/RESULTS.md, "The bundled demo model"
     and "The voice bars met"). What it does do, and what a model that ignores its text (babble,
     or the random debug model) cannot: each transcript is much closer, in characters, to its own
