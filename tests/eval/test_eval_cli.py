@@ -96,6 +96,7 @@ def test_missing_backend_is_one_line_naming_the_install(eval_list, tmp_path, cap
     (["--max-items", "0"], "--max-items is 0"),
     (["--select", "loudness"], "unknown scorer 'loudness'"),
     (["--quality", "/nonexistent/dnsmos"], "does not exist"),
+    (["--post-filter", "prompt_match"], "needs a codec that decodes through a log-mel"),  # the debug model's codec
 ])
 def test_bad_eval_options(eval_list, fakes, tmp_path, capsys, extra, match):
     code = main([*EVAL, "--list", str(eval_list), "--out", str(tmp_path / "run"), *extra])

@@ -50,6 +50,8 @@ def register(sub) -> None:
     p.add_argument("--no-audio", action="store_true", help="do not keep the outputs under OUT/audio")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default from the model)")
     p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--post-filter", choices=["none", "prompt_match"], default=None,
+                   help="log-mel post-filter before the vocoder (valle2-mel codecs; default from the model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -138,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     model = VallE2.from_pretrained(args.model, device=args.device)
     if model.name == "debug":
         print("note: using the tiny RANDOM 'debug' model: its output is noise, expect WER near 100%", file=sys.stderr)
-    sampling = {k: v for k, v in (("top_p", args.top_p), ("temperature", args.temperature)) if v is not None}
+    sampling = {k: v for k, v in (("top_p", args.top_p), ("temperature", args.temperature),
+                                  ("post_filter", args.post_filter)) if v is not None}
     try:
         model.sampling_config(**sampling)
     except ValueError as exc:
