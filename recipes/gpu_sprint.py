@@ -8,7 +8,8 @@
     python recipes/gpu_sprint.py pack --data tokens/train tokens/held-out --voices train --out packed/train.safetensors
     # on the GPU machine: 8 minutes of training, weights + run.json into OUT
     python recipes/gpu_sprint.py train --config demo --train packed/train.safetensors \\
-        --valid packed/valid.safetensors --out OUT --minutes 8 [--set optim.lr=2e-3 ...]
+        --valid packed/valid.safetensors --out OUT --minutes 8 [--set optim.lr=2e-3 ...] [--resume]
+    # (--resume: go on from OUT/resume.pt after a stop; --minutes is the run's total, the schedule continues)
     # here again: a model folder (fp16, codec named rather than copied)
     python recipes/gpu_sprint.py export OUT --out model --dtype float16 --codec-by-name
 
@@ -54,6 +55,8 @@ def main(argv=None) -> int:
     t.add_argument("--no-last", action="store_true", help="write only the best weights (fewer files)")
     t.add_argument("--init-from", help="start from these weights: a sprint OUT folder (best) or a model folder "
                    "(= --set train.init_from=...)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue OUT's run from its resume.pt, if any (--minutes is then the run's total)")
     t.add_argument("--device")
     e = sub.add_parser("export", help="a sprint's weights -> a save_pretrained folder")
     e.add_argument("run_dir")
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
         cfg = load_config(args.config, args.overrides + ([f"train.init_from={args.init_from}"] if args.init_from else []))
         s = SprintSettings(budget_s=args.minutes * 60, max_frames=args.max_frames, warmup_steps=args.warmup_steps,
                            valid_every_s=args.valid_every_s, save_every_s=args.save_every_s, log_every=args.log_every,
-                           save_last=not args.no_last, max_steps=args.max_steps)
+                           save_last=not args.no_last, max_steps=args.max_steps, resume=args.resume)
         doc = train_sprint(cfg, args.train, args.out, s, valid_path=args.valid, device=args.device)
         print(f"{args.out}: {doc['step']} steps, {doc['epochs']} epochs; best {doc.get('best')}")
     else:

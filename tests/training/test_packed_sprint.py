@@ -309,6 +309,39 @@ def test_sprint_with_pairs_starts_from_earlier_weights(tiny_tokens, packed, tmp_
         train_sprint(small, packed / "train.safetensors", tmp_path / "c", nothing, device="cpu")
 
 
+def test_a_stopped_sprint_resumes_where_it_stopped(tiny_tokens, packed, tmp_path):  # noqa: F811 (fixture)
+    from valle2.errors import Valle2Error
+
+    train_dir, valid_dir, _ = tiny_tokens
+    cfg = train_config(train_dir, valid_dir, tmp_path / "unused", "optim.lr=3e-3")
+    run = tmp_path / "run"
+
+    def sprint(max_steps, config=cfg):
+        settings = SprintSettings(budget_s=60.0, max_frames=400, warmup_steps=2, valid_every_s=100.0,
+                                  save_every_s=100.0, log_every=1, weights_dtype="float32", max_steps=max_steps,
+                                  resume=True)
+        return train_sprint(config, packed / "train.safetensors", run, settings,
+                            valid_path=packed / "valid.safetensors", device="cpu")
+
+    first = sprint(3)  # nothing to resume yet: a new run
+    assert first["step"] == 3 and (run / "resume.pt").is_file()
+    saved = torch.load(run / "resume.pt", weights_only=False)
+    assert saved["step"] == 3 and all(float(st["step"]) == 3 for st in saved["optimizer"]["state"].values())
+    second = sprint(6)
+    assert second["step"] == 6
+    ck = torch.load(run / "resume.pt", weights_only=False)
+    # the optimizer went on from its saved moments (6 updates in all, not 3), and the clock from 3 steps' time
+    assert all(float(st["step"]) == 6 for st in ck["optimizer"]["state"].values())
+    train_rows = [r for r in second["history"] if r["split"] == "train"]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4, 5, 6]  # one history across both sittings
+    assert train_rows[3]["elapsed"] >= train_rows[2]["elapsed"]
+    assert ck["elapsed_s"] > saved["elapsed_s"]
+    assert not all(torch.equal(ck["model"][k], saved["model"][k]) for k in ck["model"])
+    bigger = train_config(train_dir, valid_dir, tmp_path / "unused", "model.size=small")
+    with pytest.raises(Valle2Error, match="does not match this run's models"):
+        sprint(8, bigger)
+
+
 def test_nar_only_sprint_exports_with_the_ar_of_its_init(tiny_tokens, packed, tmp_path):  # noqa: F811 (fixture)
     import shutil
 

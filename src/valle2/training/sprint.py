@@ -52,6 +52,13 @@ class SprintSettings:
     max_file_mb: float = 15.0
     save_last: bool = True  # False: only best-* (and run.json), for slots that hand back few files
     max_steps: int | None = None  # also stop after this many steps (the schedule still follows the clock)
+    # Continue OUT's run from its resume.pt (fp32 weights, optimizer, step, clock) when there is one:
+    # budget_s is then the run's total, so a run too long for one sitting goes on where it stopped
+    # with the same schedule (no warm restart). Every save writes resume.pt (needs save_last).
+    resume: bool = False
+
+
+RESUME_FILE = "resume.pt"
 
 
 def lr_at_time(step: int, elapsed: float, *, peak: float, warmup: int, budget: float, min_ratio: float) -> float:
@@ -177,13 +184,39 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
         return row
 
     def save() -> None:
+        elapsed = time.perf_counter() - start
         if settings.save_last:
             save_weights(module.state_dict(), out_dir, "last", dtype, settings.max_file_mb)
-        write_json(out_dir / "run.json", {**doc, "step": step, "epochs": epoch,
-                                           "elapsed_s": time.perf_counter() - start, "history": history})
+            tmp = out_dir / f".{RESUME_FILE}.tmp"
+            torch.save({"version": 1, "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+                        "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "elapsed_s": elapsed,
+                        "best": best, "doc_best": doc.get("best"), "history": history,
+                        "rng": torch.get_rng_state()}, tmp)
+            tmp.replace(out_dir / RESUME_FILE)
+        write_json(out_dir / "run.json", {**doc, "step": step, "epochs": epoch, "elapsed_s": elapsed,
+                                           "history": history})
 
-    start = time.perf_counter()
-    last_valid = last_save = last_log = start
+    resumed_elapsed = 0.0
+    if settings.resume and (out_dir / RESUME_FILE).is_file():
+        ck = torch.load(out_dir / RESUME_FILE, map_location="cpu", weights_only=False)
+        try:
+            module.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise Valle2Error(f"{out_dir / RESUME_FILE} does not match this run's models ({e}); "
+                              "resume with the same config, or train into a new OUT") from None
+        step, epoch, resumed_elapsed = ck["step"], ck["epoch"] + 1, ck["elapsed_s"]
+        best, history = ck["best"], ck["history"]
+        if ck.get("doc_best"):
+            doc["best"] = ck["doc_best"]
+        torch.set_rng_state(ck["rng"])
+        logger.info("resumed %s at step %d, %.0f of %.0f s spent (data from epoch %d)", out_dir, step,
+                    resumed_elapsed, settings.budget_s, epoch)
+    elif settings.resume:
+        logger.info("nothing to resume in %s: a new run", out_dir)
+
+    start = time.perf_counter() - resumed_elapsed
+    last_valid = last_save = last_log = time.perf_counter()
     sums: dict[str, torch.Tensor] = {}
     n_in_window = 0
     module.train()
