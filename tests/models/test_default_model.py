@@ -55,6 +55,8 @@ def test_default_is_the_trained_model(model: VallE2):
     assert model.name == "demo" and model.config.group_size == 2
     assert model.requires_consent  # voices need consent; the bundled demo voice is an engine's
     assert model.codec.identity()["name"] == _codec_name()
+    # it decodes with the prompt-matched post-filter (benchmarks/RESULTS.md, "The voice bars met")
+    assert model.sampling.post_filter == "prompt_match" and model.sampling.nar_decoding == "min_distortion"
 
 
 @needs_default
