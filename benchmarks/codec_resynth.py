@@ -131,6 +131,7 @@ def render_reserved(per_voice: int, folder: Path, seed: int = 12345):
                     subprocess.run(["text2wave", "-eval", f"(voice_{voice.name})", "-o", str(raw)],
                                    input=text, text=True, check=True)
                 subprocess.run(["sox", "-D", str(raw), "-r", str(SR), "-c", "1", "-b", "16", str(path)], check=True)
+                raw.unlink()  # the engine's own file: only the 24 kHz copy is read
             utts.append((text, path))
         out[voice.id] = utts
     return out

@@ -53,7 +53,6 @@ import soundfile as sf
 import torch
 
 HERE = Path(__file__).resolve().parent
-SR = 24000
 
 
 def held_out_utterances(corpus: Path, split: str):
@@ -86,32 +85,15 @@ def pick(utts, per_voice: int, seed: int, max_voices: int | None = None):
 def render_reserved_set(n: int, folder: Path) -> dict:
     """voice id -> (prompt path, prompt text, [(text, path)] x n) for the reserved voices, rendered
     into ``folder`` (evaluation only: nothing here feeds a corpus or a choice of training)."""
-    import subprocess
+    from codec_resynth import render_reserved  # benchmarks/: the one renderer of the reserved voices
 
-    from valle2.data.sentences import SEED_SENTENCES, generate_sentences
-    from valle2.data.voices import RESERVED
-
-    folder.mkdir(parents=True, exist_ok=True)
-    texts = generate_sentences(n + 6 + len(SEED_SENTENCES), seed=4321)[len(SEED_SENTENCES):]
     out = {}
-    for voice in RESERVED:
-        utts = []
-        for i, text in enumerate(texts):
-            raw, path = folder / f"{voice.slug}-{i}.raw.wav", folder / f"{voice.slug}-{i}.wav"
-            if not path.exists():
-                if voice.engine == "flite":
-                    subprocess.run(["flite", "-voice", voice.name, "-t", text, "-o", str(raw)], check=True)
-                else:
-                    subprocess.run(["text2wave", "-eval", f"({'voice_' + voice.name})", "-o", str(raw)],
-                                   input=text, text=True, check=True)
-                subprocess.run(["sox", "-D", str(raw), "-r", str(SR), "-c", "1", "-b", "16", str(path)], check=True)
-                raw.unlink()
-            utts.append((text, path))
+    for voice_id, utts in render_reserved(n + 6, folder, seed=4321).items():
         fits = [u for u in utts if 3.0 <= sf.info(str(u[1])).duration <= 10.0]
         if not fits:
-            raise SystemExit(f"reserved voice {voice.id} rendered no 3-10 s sentence for a prompt")
+            raise SystemExit(f"reserved voice {voice_id} rendered no 3-10 s sentence for a prompt")
         prompt = fits[0]
-        out[voice.id] = (prompt[1], prompt[0], [u for u in utts if u is not prompt][:n])
+        out[voice_id] = (prompt[1], prompt[0], [u for u in utts if u is not prompt][:n])
     return out
 
 
