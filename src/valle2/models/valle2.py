@@ -42,6 +42,14 @@ DEFAULT_MODEL = "default"
 MIN_PIECE_WORDS = 3
 
 
+def post_filter_problem(codec, sampling: SamplingConfig) -> str | None:
+    """Why ``codec`` cannot apply ``sampling.post_filter`` (None when it can)."""
+    if sampling.post_filter == "none" or getattr(codec, "supports_prompt_match", False):
+        return None
+    return (f"post_filter={sampling.post_filter!r} needs a codec that decodes through a log-mel (valle2-mel); "
+            f"this model's codec ({codec.identity().get('type')}) does not: use post_filter='none'")
+
+
 class VallE2(nn.Module):
     def __init__(self, config: ModelConfig, symbols, codec, *, language: str = "en-us",
                  requires_consent: bool = True, name: str = "custom", sampling: SamplingConfig | None = None,
@@ -138,9 +146,9 @@ class VallE2(nn.Module):
         symbols = SymbolTable.load(folder / "symbols.json")
         codec_dir = folder / "codec"
         codec = load_codec(meta["codec"], codec_dir if codec_dir.is_dir() else None)
-        if sampling.post_filter != "none" and not getattr(codec, "supports_prompt_match", False):
-            raise ModelFileError(f"{cfg_path} asks for post_filter {sampling.post_filter!r}, which its codec "
-                                 f"({meta['codec'].get('type')}) does not support")
+        problem = post_filter_problem(codec, sampling)
+        if problem:
+            raise ModelFileError(f"{cfg_path}: {problem}")
         model = cls(config, symbols, codec, language=meta.get("language", "en-us"),
                     requires_consent=bool(meta.get("requires_consent", True)), name=meta.get("name", folder.name),
                     sampling=sampling, length=length, nar_precision=meta.get("nar_precision", "fp32"))
@@ -338,10 +346,9 @@ class VallE2(nn.Module):
         return outputs
 
     def _check_post_filter(self, sampling: SamplingConfig) -> None:
-        if sampling.post_filter != "none" and not getattr(self.codec, "supports_prompt_match", False):
-            raise ValueError(f"post_filter={sampling.post_filter!r} needs a codec that decodes through a log-mel "
-                             f"(valle2-mel); this model's codec ({self.codec.identity().get('type')}) does not: "
-                             f"use post_filter='none'")
+        problem = post_filter_problem(self.codec, sampling)
+        if problem:
+            raise ValueError(problem)
 
     def _decode(self, codes: list[torch.Tensor], refs: list[torch.Tensor] | None = None) -> list[np.ndarray]:
         """Codes -> waveforms, batched when the codec can; empty codes give empty audio.

@@ -186,9 +186,10 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
     def save() -> None:
         elapsed = time.perf_counter() - start
         if settings.save_last:
-            save_weights(module.state_dict(), out_dir, "last", dtype, settings.max_file_mb)
+            state = module.state_dict()
+            save_weights(state, out_dir, "last", dtype, settings.max_file_mb)
             tmp = out_dir / f".{RESUME_FILE}.tmp"
-            torch.save({"version": 1, "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+            torch.save({"version": 1, "model": {k: v.detach().cpu() for k, v in state.items()},
                         "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "elapsed_s": elapsed,
                         "best": best, "doc_best": doc.get("best"), "history": history,
                         "rng": torch.get_rng_state()}, tmp)
