@@ -126,6 +126,7 @@ def main() -> None:
                     help="log-mel post-filter before the vocoder (default: the model's)")
     ap.add_argument("--reserved", type=int, default=0, metavar="N",
                     help="also N sentences in each reserved voice (independent evaluation; see above)")
+    ap.add_argument("--ar-precision", choices=["fp32", "int8"], default=None, help="default: the model's")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
@@ -142,6 +143,8 @@ def main() -> None:
     (args.out / "audio").mkdir(exist_ok=True)
     model = VallE2.from_pretrained(args.model)
     model.eval()
+    if args.ar_precision:
+        model.ar_precision = args.ar_precision
     sr = model.sample_rate
     chosen = pick(held_out_utterances(args.corpus, args.split), args.per_voice, args.seed, args.max_voices)
     sampling = model.sampling_config(top_p=args.top_p, temperature=args.temperature, top_k=args.top_k,

@@ -145,6 +145,7 @@ class ExportConfig:
     name: str = "custom"
     requires_consent: bool = True  # a trained model clones voices: the policy asks for the speaker's consent
     nar_precision: Literal["fp32", "bf16"] = "fp32"  # bf16: NAR passes under autocast (2.3x faster on AMX CPUs)
+    ar_precision: Literal["fp32", "int8"] = "fp32"  # int8: synthesis on the CPU decodes with int8 AR weights
     # the model's default NAR decoding; min_distortion suits codecs with large codebooks (RESULTS.md, codec v3)
     nar_decoding: Literal["greedy", "min_distortion"] = "greedy"
     top_p: float = 0.8  # the model's default AR sampling (valle2.generation.sampling.SamplingConfig)

@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
                  f"data.valid=[{root / 'tokens' / 'valid'}]", f"train.out_dir={root / 'run'}", "train.steps=4",
                  "train.log_every=2", "train.valid_every=2", "train.checkpoint_every=2", "train.sample_every=4",
                  "train.n_samples=1", "export.requires_consent=false", "export.name=e2e",
-                 "export.nar_precision=bf16", "export.temperature=0.7", "export.top_p=0.9"]) == 0
+                 "export.nar_precision=bf16", "export.ar_precision=int8", "export.temperature=0.7", "export.top_p=0.9"]) == 0
     return root
 
 
@@ -68,6 +68,7 @@ def test_exported_model_loads_and_speaks(trained):
 
     model = VallE2.from_pretrained(trained / "run" / "model")
     assert model.name == "e2e" and model.config.n_codebooks == 4 and model.nar_precision == "bf16"
+    assert model.ar_precision == "int8"
     assert (model.sampling.temperature, model.sampling.top_p, model.sampling.nar_decoding) == (0.7, 0.9, "greedy")
     wav, sr = sf.read(trained / "corpus" / "spk0" / "utt000.wav", dtype="float32")
     prompt = model.prepare_prompt((wav, sr), "The cat sat on the mat.")

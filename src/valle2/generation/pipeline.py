@@ -92,6 +92,32 @@ def encode_prompt(codec, wav: np.ndarray, sr: int, text: str, phone_ids: list[in
 
 
 NAR_PRECISIONS = ("fp32", "bf16")
+AR_PRECISIONS = ("fp32", "int8")
+
+
+def quantize_ar(ar: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``ar`` whose Linear layers hold int8 weights (dynamic quantisation, CPU only).
+
+    At batch 1 an AR step reads every weight once for a few multiply-adds each, so on hosts
+    whose memory (not arithmetic) bounds it, a quarter of the bytes is most of the time saved
+    (benchmarks/RESULTS.md, "An int8 AR"). Weights are quantised per output channel; the tied
+    output head and the embeddings stay fp32. torch marks its eager quantisation API deprecated
+    (its warning is silenced here); should a torch release drop it, the AR stays fp32, and a
+    warning says so.
+    """
+    import copy
+    import warnings
+
+    from torch.ao import quantization as tq
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its deprecation notices
+            return tq.quantize_dynamic(copy.deepcopy(ar).eval(), {torch.nn.Linear: tq.per_channel_dynamic_qconfig},
+                                       dtype=torch.qint8)
+    except (AttributeError, RuntimeError, NotImplementedError) as e:
+        logger.warning("int8 AR unavailable with torch %s (%s); decoding with fp32 weights", torch.__version__, e)
+        return ar
 
 
 def generate_rows(
@@ -103,8 +129,8 @@ def generate_rows(
 
     ``nar_precision="bf16"`` runs the NAR passes under bf16 autocast: on CPUs with AMX/AVX512-BF16
     the NAR (two thirds of a small model's decode time) runs ~2.3x faster, and its greedy codes
-    agreed with fp32 on 99.1 % of frames even for untrained weights. The AR stays fp32 (its
-    one-position steps are overhead-bound; autocast made them slower).
+    agreed with fp32 on 99.1 % of frames even for untrained weights. bf16 autocast does not
+    speed up the AR's one-position steps; ``VallE2`` may pass an int8 copy of it (``quantize_ar``).
 
     ``sampling.nar_decoding="min_distortion"`` needs ``code_entries`` (K, V, D), the codec's code vectors.
     """

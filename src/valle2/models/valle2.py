@@ -25,7 +25,7 @@ from torch import nn
 
 from valle2.errors import ModelFileError, TextError
 from valle2.generation.pipeline import (
-    NAR_PRECISIONS, LengthPolicy, Prompt, Row, RowResult, encode_prompt, generate_rows,
+    AR_PRECISIONS, NAR_PRECISIONS, LengthPolicy, Prompt, Row, RowResult, encode_prompt, generate_rows, quantize_ar,
 )
 from valle2.generation.sampling import SamplingConfig
 from valle2.models.builders import build_ar, build_nar
@@ -53,7 +53,7 @@ def post_filter_problem(codec, sampling: SamplingConfig) -> str | None:
 class VallE2(nn.Module):
     def __init__(self, config: ModelConfig, symbols, codec, *, language: str = "en-us",
                  requires_consent: bool = True, name: str = "custom", sampling: SamplingConfig | None = None,
-                 length: LengthPolicy | None = None, nar_precision: str = "fp32"):
+                 length: LengthPolicy | None = None, nar_precision: str = "fp32", ar_precision: str = "fp32"):
         super().__init__()
         from valle2.text import TextFrontend
 
@@ -75,6 +75,10 @@ class VallE2(nn.Module):
         if nar_precision not in NAR_PRECISIONS:
             raise ModelFileError(f"nar_precision is {nar_precision!r}; must be one of {NAR_PRECISIONS}")
         self.nar_precision = nar_precision
+        if ar_precision not in AR_PRECISIONS:
+            raise ModelFileError(f"ar_precision is {ar_precision!r}; must be one of {AR_PRECISIONS}")
+        self.ar_precision = ar_precision
+        self._ar_int8: tuple[tuple, nn.Module] | None = None  # (weights' identity, quantised copy); not a submodule
         self.ar = build_ar(config)
         self.nar = build_nar(config)
         self._frontends: dict[str, TextFrontend] = {}
@@ -151,7 +155,8 @@ class VallE2(nn.Module):
             raise ModelFileError(f"{cfg_path}: {problem}")
         model = cls(config, symbols, codec, language=meta.get("language", "en-us"),
                     requires_consent=bool(meta.get("requires_consent", True)), name=meta.get("name", folder.name),
-                    sampling=sampling, length=length, nar_precision=meta.get("nar_precision", "fp32"))
+                    sampling=sampling, length=length, nar_precision=meta.get("nar_precision", "fp32"),
+                    ar_precision=meta.get("ar_precision", "fp32"))
         weights = folder / "model.safetensors"
         if not weights.is_file():
             raise ModelFileError(f"{folder} has no model.safetensors")
@@ -181,7 +186,7 @@ class VallE2(nn.Module):
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name, "model": self.config.to_dict(),
             "codec": self.codec.identity(), "language": self.language, "requires_consent": self.requires_consent,
             "sampling": self.sampling.to_dict(), "length": self.length.__dict__,
-            "nar_precision": self.nar_precision,
+            "nar_precision": self.nar_precision, "ar_precision": self.ar_precision,
         }
         (tmp / "config.json").write_text(json.dumps(meta, indent=2))
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("codec.")}
@@ -260,9 +265,19 @@ class VallE2(nn.Module):
         entries = None
         if sampling.nar_decoding == "min_distortion" and hasattr(self.codec, "code_entries"):
             entries = self.codec.code_entries()
-        return generate_rows(self.ar, self.nar, rows, sep_ids=sep, eos_id=self.symbols.id("<eos>"),
+        return generate_rows(self.decoding_ar(), self.nar, rows, sep_ids=sep, eos_id=self.symbols.id("<eos>"),
                              sampling=sampling, generator=gen, max_batch=max_batch,
                              nar_precision=self.nar_precision, code_entries=entries)
+
+    def decoding_ar(self) -> nn.Module:
+        """The AR that synthesis runs: ``self.ar``, or with ``ar_precision="int8"`` on the CPU an
+        int8 copy of it, made at first use and remade whenever the AR's weights change."""
+        if self.ar_precision == "fp32" or self.device.type != "cpu" or self.ar.training:
+            return self.ar
+        key = tuple((p.data_ptr(), p._version) for p in self.ar.parameters())
+        if self._ar_int8 is None or self._ar_int8[0] != key:
+            self._ar_int8 = (key, quantize_ar(self.ar))
+        return self._ar_int8[1]
 
     def sampling_config(self, **overrides) -> SamplingConfig:
         overrides = {k: v for k, v in overrides.items() if v is not None}

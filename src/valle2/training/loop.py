@@ -447,7 +447,7 @@ class Exporter:
         with torch.random.fork_rng(devices=[]):  # building it must not move the training RNG
             self.model = VallE2(mcfg, symbols, codec, language=data.language,
                                 requires_consent=cfg.export.requires_consent, name=cfg.export.name,
-                                nar_precision=cfg.export.nar_precision,
+                                nar_precision=cfg.export.nar_precision, ar_precision=cfg.export.ar_precision,
                                 sampling=SamplingConfig(nar_decoding=cfg.export.nar_decoding, top_p=cfg.export.top_p,
                                                         temperature=cfg.export.temperature,
                                                         nar_temperature=cfg.export.nar_temperature,
