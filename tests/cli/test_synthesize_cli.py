@@ -160,3 +160,20 @@ def test_cli_post_filter_option(capsys, prompt_wav, tmp_path):
     with pytest.raises(SystemExit):
         run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "z.wav"),
                 "--post-filter", "eq")
+
+
+def test_cli_ar_precision_option(capsys, prompt_wav, tmp_path, monkeypatch):
+    import valle2.models.valle2 as api
+
+    made = []
+    real = api.quantize_ar
+    monkeypatch.setattr(api, "quantize_ar", lambda ar: made.append(ar) or real(ar))
+    code, _, err = run_cli(capsys, "--text", "Eight bits.", "--prompt", str(prompt_wav), "--out", str(tmp_path / "q.wav"),
+                           "--ar-precision", "int8")
+    assert code == 0, err
+    assert len(made) == 1 and sf.info(tmp_path / "q.wav").frames > 0
+    code, _, err = run_cli(capsys, "--text", "Eight bits.", "--prompt", str(prompt_wav), "--out", str(tmp_path / "f.wav"),
+                           "--ar-precision", "fp32")
+    assert code == 0 and len(made) == 1  # no int8 copy this time
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "z.wav"), "--ar-precision", "int4")

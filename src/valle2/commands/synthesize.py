@@ -39,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("--post-filter", choices=["none", "prompt_match"], default=None,
                    help="before the vocoder, give the output the prompt's log-mel mean and spread per mel bin "
                         "(valle2-mel codecs; default from the model)")
+    p.add_argument("--ar-precision", choices=["fp32", "int8"], default=None,
+                   help="int8: decode codebook 0 with an int8 copy of the AR (CPU; faster where memory bounds "
+                        "the AR's steps; default from the model)")
     p.add_argument("--language", default=None, help="espeak-ng language of the text, e.g. en-us, fr-fr (default: the model's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = VallE2.from_pretrained(args.model, device=args.device)
     t_load = time.perf_counter() - t0
+    if args.ar_precision:
+        model.ar_precision = args.ar_precision
     if model.name == "debug":
         print("note: using the tiny RANDOM 'debug' model: the output is noise, not speech", file=sys.stderr)
     try:
