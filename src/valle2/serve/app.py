@@ -91,6 +91,8 @@ def create_app(config: ServeConfig, *, model=None, policy=None, consent_store=No
         from valle2 import VallE2
 
         model = VallE2.from_pretrained(config.model, device=config.device)
+    if hasattr(model, "decoding_ar"):
+        model.decoding_ar()  # an int8 AR copy (ar_precision) is made now, not in the first request
     metrics = Metrics()
     engine = Engine(model, policy=policy, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
                     queue_size=config.queue_size, request_timeout_s=config.request_timeout_s, metrics=metrics)
