@@ -64,3 +64,17 @@ def test_a_warped_voice_keeps_the_duration_and_changes_the_timbre(tmp_path: Path
         return float((spec * np.fft.rfftfreq(len(x), 1 / sr)).sum() / spec.sum())
 
     assert centroid(b) > 1.08 * centroid(a)
+
+
+def test_a_voice_the_engine_lacks_is_a_clear_error(tmp_path: Path):
+    """festival answers an unknown voice with exit status 0 and no file: name the voice and the package."""
+    from valle2.data.corpus_synth import check_engine_output, render
+    from valle2.errors import MissingDependencyError
+
+    with pytest.raises(MissingDependencyError, match=r"festival:ked_diphone.*apt-get install festvox-kdlpc16k"):
+        check_engine_output(Voice("festival", "ked_diphone"), tmp_path / "missing.wav", "SIOD ERROR: unbound variable")
+    if shutil.which("text2wave") is None:
+        pytest.skip("festival is not installed: the end-to-end half needs it")
+    with pytest.raises(MissingDependencyError, match=r"festival wrote no audio for voice 'festival:no_such_voice'"):
+        render(Voice("festival", "no_such_voice"), "Hello there.", tmp_path / "x.wav")
+    assert not (tmp_path / "x.wav").exists()

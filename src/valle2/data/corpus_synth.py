@@ -60,6 +60,27 @@ def check_engines(voices: list[Voice]) -> None:
             )
 
 
+# Debian packages of the festival voices valle2 uses (flite and espeak-ng voices come with the engine)
+FESTIVAL_PACKAGES = {"kal_diphone": "festvox-kallpc16k", "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
+                     "ked_diphone": "festvox-kdlpc16k"}
+
+
+def check_engine_output(voice: Voice, raw_path: str | os.PathLike, stderr: str = "") -> None:
+    """Raise :class:`MissingDependencyError` when an engine wrote no audio for ``voice``.
+
+    festival answers an uninstalled voice with "SIOD ERROR: unbound variable" and exit status 0,
+    so the missing file is the first sign of it.
+    """
+    raw = Path(raw_path)
+    if raw.is_file() and raw.stat().st_size > 44:
+        return
+    hint = (f"apt-get install {FESTIVAL_PACKAGES[voice.name]}" if voice.engine == "festival" and voice.name in FESTIVAL_PACKAGES
+            else f"check the voice name with `{_ENGINE_BINARIES[voice.engine]}`")
+    detail = " ".join(stderr.split())[:200]
+    raise MissingDependencyError(f"{voice.engine} wrote no audio for voice {voice.id!r}: is the voice installed? ({hint})"
+                                 + (f"; the engine said: {detail}" if detail else ""))
+
+
 def voice_sentences(voice: Voice, n: int, seed: int, pool: list[str] | None = None) -> list[str]:
     """The ``n`` sentences read by ``voice``: deterministic, different for every voice.
 
@@ -107,8 +128,9 @@ def render(voice: Voice, text: str, out_path: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="valle2-synth-") as tmp:
         raw = os.path.join(tmp, "raw.wav")
         argv, stdin_text = _engine_command(voice, raw)
-        subprocess.run(argv, input=text if stdin_text else None, text=True, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        done = subprocess.run(argv, input=text if stdin_text else None, text=True, check=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        check_engine_output(voice, raw, done.stderr)
         converted = os.path.join(tmp, "out.wav")
         warp = [] if voice.warp == 1.0 else ["speed", f"{voice.warp:g}", "tempo", "-s", f"{1 / voice.warp:.6f}"]
         subprocess.run(["sox", "-D", raw, "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", converted, *warp],
