@@ -114,7 +114,7 @@ def render_reserved(per_voice: int, folder: Path, seed: int = 12345):
     """
     import subprocess
 
-    from valle2.data.corpus_synth import check_engine_output
+    from valle2.data.corpus_synth import _engine_command, check_engine_output
     from valle2.data.sentences import SEED_SENTENCES, generate_sentences
     from valle2.data.voices import RESERVED
 
@@ -126,12 +126,8 @@ def render_reserved(per_voice: int, folder: Path, seed: int = 12345):
         for i, text in enumerate(texts):
             raw, path = folder / f"{voice.slug}-{i}.raw.wav", folder / f"{voice.slug}-{i}.wav"
             if not path.exists():
-                if voice.engine == "flite":
-                    done = subprocess.run(["flite", "-voice", voice.name, "-t", text, "-o", str(raw)], check=True,
-                                          capture_output=True, text=True)
-                else:
-                    done = subprocess.run(["text2wave", "-eval", f"(voice_{voice.name})", "-o", str(raw)],
-                                          input=text, text=True, check=True, capture_output=True)
+                argv, _ = _engine_command(voice, str(raw))  # the corpus builder's engine commands (text on stdin)
+                done = subprocess.run(argv, input=text, text=True, check=True, capture_output=True)
                 check_engine_output(voice, raw, done.stderr)
                 subprocess.run(["sox", "-D", str(raw), "-r", str(SR), "-c", "1", "-b", "16", str(path)], check=True)
                 raw.unlink()  # the engine's own file: only the 24 kHz copy is read

@@ -38,7 +38,7 @@ import soundfile as sf
 import soxr
 
 from valle2.codec import load_codec
-from valle2.data.corpus_synth import _engine_command, voice_sentences
+from valle2.data.corpus_synth import _engine_command, check_engine_output, voice_sentences
 from valle2.data.voices import RESERVED
 from valle2.safety.detector import FeatureConfig, SyntheticSpeechDetector, eer, features
 
@@ -71,8 +71,9 @@ def render_reserved(n: int, tmp: Path) -> list[tuple[str, np.ndarray]]:
         for i, text in enumerate(voice_sentences(voice, n, seed=7)):
             raw = str(tmp / f"{voice.slug}-{i}.wav")
             argv, _ = _engine_command(voice, raw)
-            subprocess.run(argv, input=text, text=True, check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE)
+            done = subprocess.run(argv, input=text, text=True, check=True, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+            check_engine_output(voice, raw, done.stderr)
             wav, sr = sf.read(raw, dtype="float32")
             out.append((voice.slug, soxr.resample(wav, sr, SR).astype(np.float32) if sr != SR else wav))
     return out

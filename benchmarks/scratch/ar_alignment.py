@@ -17,6 +17,35 @@ import torch
 import torch.nn.functional as F
 
 
+def spaced(utts: list, n: int) -> list:
+    """``n`` utterances spread evenly over ``utts`` sorted by id (the same ones every run)."""
+    utts = sorted(utts, key=lambda u: u.id)
+    return utts[:: max(1, len(utts) // n)][:n]
+
+
+def layout(m, u, everyone: list | None = None):
+    """Teacher-forcing input for utterance ``u``: phone ids (with the text EOS) and codes (K, T).
+
+    With ``everyone`` (its split's utterances), in the inference layout: another 3-5 s utterance
+    of the same voice first, its text and the word boundary before ``u``'s, its codes before
+    ``u``'s. Returns ids, codes, the prompt's phone count and the prompt's code groups (0, 0 alone).
+    """
+    from valle2.audio import load_audio
+    from valle2.models.grouping import clip_to_groups
+
+    fe, G = m.frontend(), m.config.group_size
+    wav, _ = load_audio(u.audio, target_sr=m.sample_rate)
+    ids = torch.tensor(fe.encode(u.text) + [m.symbols.eos_id])
+    codes = clip_to_groups(m.codec.encode(wav, m.sample_rate), G)
+    if everyone is None:
+        return ids, codes, 0, 0
+    pu = next(x for x in everyone if x.speaker == u.speaker and x.id != u.id and 3 <= x.duration <= 5)
+    pw, _ = load_audio(pu.audio, target_sr=m.sample_rate)
+    pc = clip_to_groups(m.codec.encode(pw, m.sample_rate), G)
+    p_ids = fe.encode(pu.text) + m.symbols.separator_ids()
+    return torch.cat([torch.tensor(p_ids), ids]), torch.cat([pc, codes], dim=1), len(p_ids), pc.shape[1] // G
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True)
@@ -30,17 +59,14 @@ def main() -> None:
     torch.set_num_threads(2)
 
     from valle2 import VallE2
-    from valle2.audio import load_audio
     from valle2.eval.lists import from_lhotse
     from valle2.generation.ar_decode import pad_text
-    from valle2.models.grouping import clip_to_groups
     from valle2.modules import transformer as tr
 
     m = VallE2.from_pretrained(args.model).eval()
-    utts = sorted(from_lhotse(args.corpus / f"synth_recordings_{args.split}.jsonl.gz",
-                              args.corpus / f"synth_supervisions_{args.split}.jsonl.gz"), key=lambda u: u.id)
-    utts = utts[:: max(1, len(utts) // args.n)][: args.n]
-    fe = m.frontend()
+    everyone = sorted(from_lhotse(args.corpus / f"synth_recordings_{args.split}.jsonl.gz",
+                                  args.corpus / f"synth_supervisions_{args.split}.jsonl.gz"), key=lambda u: u.id)
+    utts = spaced(everyone, args.n)
     probs: list[torch.Tensor] = []
 
     def attn(self, x, mask, cache=None, start=0):
@@ -57,22 +83,8 @@ def main() -> None:
     mass = torch.zeros(n_layers, n_heads)
     rho = torch.zeros(n_layers, n_heads)
     dev = torch.zeros(n_layers, n_heads)
-    everyone = sorted(from_lhotse(args.corpus / f"synth_recordings_{args.split}.jsonl.gz",
-                                  args.corpus / f"synth_supervisions_{args.split}.jsonl.gz"), key=lambda u: u.id)
-    sep = m.symbols.separator_ids()
     for u in utts:
-        wav, _ = load_audio(u.audio, target_sr=m.sample_rate)
-        ids = torch.tensor(fe.encode(u.text) + [m.symbols.eos_id])
-        codes = clip_to_groups(m.codec.encode(wav, m.sample_rate), m.config.group_size)
-        p_ids, p_groups = [], 0
-        if args.concat:
-            pu = next(x for x in everyone if x.speaker == u.speaker and x.id != u.id and 3 <= x.duration <= 5)
-            pw, _ = load_audio(pu.audio, target_sr=m.sample_rate)
-            pc = clip_to_groups(m.codec.encode(pw, m.sample_rate), m.config.group_size)
-            p_ids = fe.encode(pu.text) + sep
-            p_groups = pc.shape[1] // m.config.group_size
-            ids = torch.cat([torch.tensor(p_ids), ids])
-            codes = torch.cat([pc, codes], dim=1)
+        ids, codes, t0, p_groups = layout(m, u, everyone if args.concat else None)
         text, valid = pad_text([ids])
         probs.clear()
         with torch.inference_mode():
@@ -81,7 +93,6 @@ def main() -> None:
             tgt = targets[0, p_groups:]
             losses.append(F.cross_entropy(logits.flatten(0, 1).float(), tgt.flatten(), ignore_index=-100).item())
         S = len(ids)
-        t0 = len(p_ids)
         for li, p in enumerate(probs):  # (H, S+C, S+C)
             pc = p[:, S + 1 + p_groups :, t0:S]  # target code queries -> target text keys  (H, N, S - t0)
             N = pc.shape[1]

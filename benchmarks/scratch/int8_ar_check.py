@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
+from demo_bars import held_out_utterances  # noqa: E402
+from scratch.ar_alignment import layout, spaced  # noqa: E402  (the inference layout, shared)
 
 
 def main() -> None:
@@ -29,30 +34,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from valle2 import VallE2
-    from valle2.audio import load_audio
-    from valle2.eval.lists import from_lhotse
     from valle2.generation.ar_decode import pad_text
     from valle2.generation.pipeline import quantize_ar
-    from valle2.models.grouping import clip_to_groups
 
     m = VallE2.from_pretrained(args.model).eval()
     ars = {"fp32": m.ar, "int8": quantize_ar(m.ar)}
-    everyone = sorted(from_lhotse(args.corpus / f"synth_recordings_{args.split}.jsonl.gz",
-                                  args.corpus / f"synth_supervisions_{args.split}.jsonl.gz"), key=lambda u: u.id)
-    utts = everyone[:: max(1, len(everyone) // args.n)][: args.n]
-    fe, sep, G = m.frontend(), m.symbols.separator_ids(), m.config.group_size
+    everyone = sorted(held_out_utterances(args.corpus, args.split), key=lambda u: u.id)
+    utts = spaced(everyone, args.n)
     loss = {k: 0.0 for k in ars}
     correct = {k: 0 for k in ars}
     kl_sum, agree, count = 0.0, 0, 0
     for u in utts:
-        pu = next(x for x in everyone if x.speaker == u.speaker and x.id != u.id and 3 <= x.duration <= 5)
-        pw, _ = load_audio(pu.audio, target_sr=m.sample_rate)
-        wav, _ = load_audio(u.audio, target_sr=m.sample_rate)
-        pc = clip_to_groups(m.codec.encode(pw, m.sample_rate), G)
-        codes = torch.cat([pc, clip_to_groups(m.codec.encode(wav, m.sample_rate), G)], dim=1)
-        ids = torch.tensor(fe.encode(pu.text) + sep + fe.encode(u.text) + [m.symbols.eos_id])
+        ids, codes, _, p_groups = layout(m, u, everyone)
         text, valid = pad_text([ids])
-        p_groups = pc.shape[1] // G
         logp = {}
         with torch.inference_mode():
             tokens, code_valid, targets = m.ar.training_inputs(codes[0][None], torch.tensor([codes.shape[1]]))
