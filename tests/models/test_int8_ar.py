@@ -66,6 +66,9 @@ def test_fp32_and_training_mode_decode_with_the_ar_itself():
     model = fresh("int8")
     model.train()
     assert model.decoding_ar() is model.ar
+    model = fresh("int4")  # set after construction: refused at use, not taken for int8
+    with pytest.raises(ValueError, match="ar_precision is 'int4'"):
+        model.decoding_ar()
 
 
 def test_int8_synthesis_gives_valid_codes_and_is_seeded(prompt_wav):

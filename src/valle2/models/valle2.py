@@ -272,6 +272,8 @@ class VallE2(nn.Module):
     def decoding_ar(self) -> nn.Module:
         """The AR that synthesis runs: ``self.ar``, or with ``ar_precision="int8"`` on the CPU an
         int8 copy of it, made at first use and remade whenever the AR's weights change."""
+        if self.ar_precision not in AR_PRECISIONS:  # the attribute may be set after loading (CLI, benchmarks)
+            raise ValueError(f"ar_precision is {self.ar_precision!r}; must be one of {AR_PRECISIONS}")
         if self.ar_precision == "fp32" or self.device.type != "cpu" or self.ar.training:
             return self.ar
         key = tuple((p.data_ptr(), p._version) for p in self.ar.parameters())
