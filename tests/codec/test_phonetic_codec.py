@@ -217,3 +217,146 @@ def test_a_single_codebook_codec_encodes_and_decodes(codec: MelCodec):
     codes = one.encode(wav, SR)
     assert codes.shape[0] == 1 and torch.equal(codes[0], codec.encode(wav, SR)[0])
     assert one.decode(codes).size > 0
+
+
+def _write_corpus(folder: Path, split: str, f0s: list[int], speakers: list[str] | None = None) -> None:
+    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    recs, sups = [], []
+    for i, f0 in enumerate(f0s):
+        path = folder / f"{split}-{i}.wav"
+        sf.write(path, vowel_tone(0.7, f0, i), SR)
+        rec = Recording.from_file(path, recording_id=f"{folder.name}-{split}-{i}")
+        recs.append(rec)
+        sups.append(SupervisionSegment(id=rec.id, recording_id=rec.id, start=0, duration=rec.duration,
+                                       text=f"say {i} now", speaker=speakers[i] if speakers else f"s{i}"))
+    RecordingSet.from_recordings(recs).to_file(folder / f"synth_recordings_{split}.jsonl.gz")
+    SupervisionSet.from_segments(sups).to_file(folder / f"synth_supervisions_{split}.jsonl.gz")
+
+
+def test_recipe_finetunes_an_exported_codecs_vocoder(codec: MelCodec, tmp_path: Path):
+    """`features` over two corpora (one by FOLDER:SPLIT), `vocoder --init-codec` from an exported
+    codec, `export --codec`: the same codes (identity) with a new name and a trained vocoder."""
+    base = tmp_path / "base"
+    codec.save(base)
+    _write_corpus(tmp_path / "c1", "train", [120, 200])
+    _write_corpus(tmp_path / "c2", "train-warped", [160])
+    work, small = tmp_path / "work", ["--threads", "1"]
+    assert mel_train_main(small + ["features", "--corpus", str(tmp_path / "c1"), f"{tmp_path / 'c2'}:train-warped",
+                                   "--split", "train", "--work", str(work)]) == 0
+    feats = np.load(work / "features_train.npz")
+    assert len(feats["ids"]) == 3 and "c2-train-warped-0" in set(feats["ids"].tolist())
+    with pytest.raises(FileNotFoundError, match="train-warped"):
+        mel_train_main(small + ["features", "--corpus", f"{tmp_path / 'c1'}:train-warped", "--work", str(tmp_path / "w2")])
+
+    args = small + ["vocoder", "--work", str(work), "--init-codec", str(base), "--batch", "2", "--frames", "16",
+                    "--warmup", "1", "--lr", "1e-2"]
+    assert mel_train_main(args + ["--total-steps", "2"]) == 0
+    assert int(torch.load(work / "vocoder_ckpt.pt", weights_only=True)["step"]) == 2
+    assert mel_train_main(args + ["--total-steps", "4"]) == 0  # resumes from its checkpoint, not from the codec
+    assert int(torch.load(work / "vocoder_ckpt.pt", weights_only=True)["step"]) == 4
+    # the training targets are the base codec's own reconstruction of the features
+    qmels = np.load(work / "qmels_train.npy")
+    first = feats["mels"][:, : feats["offsets"][1]].astype(np.float32)
+    expect = codec.dequantize(codec.encode_mel(torch.from_numpy(first))).numpy()
+    np.testing.assert_allclose(qmels[:, : feats["offsets"][1]].astype(np.float32), expect, atol=2e-2)
+
+    out = tmp_path / "tuned"
+    assert mel_train_main(small + ["export", "--work", str(work), "--codec", str(base), "--out", str(out),
+                                   "--name", "tuned"]) == 0
+    tuned = MelCodec.load(out)
+    assert tuned.config.name == "tuned" and tuned.config.extra["vocoder_step"] == 4
+    assert tuned.config.extra["vocoder_finetuned_from"] == codec.config.name
+    ident, base_ident = tuned.identity(), codec.identity()
+    assert ident["codebooks_sha256"] == base_ident["codebooks_sha256"]  # models trained on the base still load
+    wav = vowel_tone(0.5, 150, 7)
+    assert torch.equal(tuned.encode(wav, SR), codec.encode(wav, SR))
+    moved = [not torch.equal(a, b) for a, b in zip(tuned.vocoder.state_dict().values(),
+                                                    codec.vocoder.state_dict().values())]
+    assert any(moved)
+
+    no_vocoder = tmp_path / "plain"
+    MelCodec(replace(CFG, vocoder_dim=None), codec.codebooks, None, codec.phonetic, codec.phone_centroids).save(no_vocoder)
+    with pytest.raises(ValueError, match="no vocoder"):
+        mel_train_main(small + ["vocoder", "--work", str(tmp_path / "w3"), "--init-codec", str(no_vocoder)])
+    with pytest.raises(FileNotFoundError, match="run `features"):
+        mel_train_main(small + ["vocoder", "--work", str(tmp_path / "w4"), "--init-codec", str(base)])
+
+
+def _load_recipe(name: str):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "recipes" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gta_mels_are_the_nar_completion_of_the_true_codebook_0(tmp_path: Path):
+    """recipes/vocoder_gta.py: the chosen utterances get the model's synthesis-side log-mel on their
+    own frames (true codebook 0 + NAR codes), the others stay zero; `vocoder --gta-prob` trains on them."""
+    from valle2 import VallE2
+    from valle2.models.config import PRESETS, ModelConfig
+    from valle2.text import SymbolTable
+
+    symbols = SymbolTable.default("en-us")
+    codec = MelCodec.debug(n_codebooks=4, codebook_size=16)
+    config = ModelConfig(n_text_tokens=len(symbols), n_codebooks=4, codebook_size=16, group_size=2,
+                         ar=PRESETS["debug"], nar=PRESETS["debug"])
+    torch.manual_seed(0)
+    model = VallE2(config, symbols, codec, requires_consent=False, name="mel-debug")
+    folder = model.save_pretrained(tmp_path / "m")
+    corpus, work = tmp_path / "c", tmp_path / "work"
+    _write_corpus(corpus, "train", [110, 150, 190, 230], speakers=["a", "a", "b", "b"])
+    small = ["--threads", "1"]
+    assert mel_train_main(small + ["features", "--corpus", str(corpus), "--work", str(work)]) == 0
+    gta = _load_recipe("vocoder_gta")
+    args = ["--model", str(folder), "--work", str(work), "--corpus", str(corpus), "--threads", "1", "--batch", "2"]
+    assert gta.main(args + ["--utterances", "3"]) == 0
+    feats = np.load(work / "features_train.npz")
+    mels, done = np.load(work / "gta_mels_train.npy"), np.load(work / "gta_utts_train.npy")
+    assert mels.shape == feats["mels"].shape and len(done) == 3
+    books, off = codec.codebooks, feats["offsets"]
+    for i in range(4):
+        x = torch.from_numpy(mels[:, off[i]:off[i + 1]].astype(np.float32)).T  # (T, n_mels)
+        if i not in done:
+            assert not x.any()
+            continue
+        true0 = codec.encode_mel(torch.from_numpy(feats["mels"][:, off[i]:off[i + 1]].astype(np.float32)))[0]
+        own = (x - books[0][true0]).pow(2).mean().sqrt()
+        other = (x - books[0][true0.roll(7)]).pow(2).mean().sqrt()
+        assert own < 0.8 < other  # codebook 0 is the utterance's own (later stages are at most ~0.6 wide)
+    assert gta.main(args + ["--utterances", "3"]) == 0  # seeded: the same utterances and prompts
+    np.testing.assert_array_equal(np.load(work / "gta_mels_train.npy"), mels)
+    _write_corpus(tmp_path / "other", "train", [100])
+    with pytest.raises(SystemExit, match="no transcript"):
+        gta.main(["--model", str(folder), "--work", str(work), "--corpus", str(tmp_path / "other"), "--threads", "1"])
+
+    # every row from the GTA log-mels at probability 1, none at 0
+    from valle2.codec.mel_train import _batch
+
+    marked = np.full_like(mels, 7.0)
+    rng = np.random.default_rng(0)
+    qmels = np.zeros_like(mels)
+    mel_b, _ = _batch(feats, qmels, rng, 6, 8, 320, (marked, done, 1.0))
+    assert (mel_b == 7.0).all()
+    mel_b, _ = _batch(feats, qmels, rng, 6, 8, 320, (marked, done, 0.0))
+    assert (mel_b == 0.0).all()
+    with pytest.raises(ValueError, match="longer than 10000 frames"):
+        _batch(feats, qmels, rng, 2, 10_000, 320, (marked, done, 0.5))
+    short = dict(feats, offsets=np.array([0, 5, 10, 200, 210]))  # only utterance 2 is long enough
+    with pytest.raises(ValueError, match="no GTA utterance"):
+        _batch(short, qmels, rng, 2, 20, 320, (marked, np.array([0, 1]), 0.5))
+
+    base = tmp_path / "base"
+    codec.save(base)
+    vargs = small + ["vocoder", "--work", str(work), "--init-codec", str(base), "--batch", "2", "--frames", "16",
+                     "--total-steps", "2", "--gta-prob", "0.5"]
+    assert mel_train_main(vargs) == 0
+    assert int(torch.load(work / "vocoder_ckpt.pt", weights_only=True)["step"]) == 2
+    (work / "gta_utts_train.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="vocoder_gta"):
+        mel_train_main(vargs)

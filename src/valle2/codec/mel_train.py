@@ -15,6 +15,13 @@ before the k-means (features of both splits first: held-out gives the phone erro
     python -m valle2.codec.mel_train kmeans   --work W --phonetic --codebooks 8 --size 256
     python -m valle2.codec.mel_train export   --work W --out DIR --name valle2-mel-v2 --float16
 
+Fine-tuning the vocoder of an exported codec on that codec's own quantisation (its codes and
+their meaning stay the same, so models trained on it keep working)::
+
+    python -m valle2.codec.mel_train features --corpus C1 C2:train-warped --split train --work W
+    python -m valle2.codec.mel_train vocoder  --work W --init-codec valle2-mel-v3 --lr 3e-4 --minutes 60
+    python -m valle2.codec.mel_train export   --work W --codec valle2-mel-v3 --out DIR --name valle2-mel-v4 --float16
+
 Work folder: ``features_<split>.npz`` (log-mels [n_mels, ΣT] float16, audio int16, offsets),
 ``kmeans.safetensors`` (codebooks [K, V, n_mels]; + ``phone_centroids`` [V, dim] when
 phonetic), ``phones.json`` + ``phone_ckpt.pt`` (the recogniser), ``vocoder_ckpt.pt`` (tensors only:
@@ -49,8 +56,18 @@ log = logging.getLogger(__name__)
 
 
 def read_manifest_paths(corpus: Path, split: str) -> list[tuple[str, str, Path]]:
-    """(recording id, speaker, wav path) of a corpus split written by ``valle2 corpus synth``."""
+    """(recording id, speaker, wav path) of a corpus split written by ``valle2 corpus synth``.
+
+    ``corpus`` may name its own split as ``FOLDER:SPLIT`` (several corpora in one features file)."""
     from lhotse import load_manifest
+
+    folder, sep, own = str(corpus).rpartition(":")
+    if sep and own and "/" not in own:
+        corpus, split = Path(folder), own
+    corpus = Path(corpus)
+    for name in (f"synth_recordings_{split}.jsonl.gz", f"synth_supervisions_{split}.jsonl.gz"):
+        if not (corpus / name).is_file():
+            raise FileNotFoundError(f"{corpus} has no {name} (split {split!r})")
 
     recs = load_manifest(corpus / f"synth_recordings_{split}.jsonl.gz")
     sups = load_manifest(corpus / f"synth_supervisions_{split}.jsonl.gz")
@@ -368,15 +385,28 @@ class MultiResolutionSTFTLoss(torch.nn.Module):
 # Vocoder training (resumable)
 
 
-def _batch(feats, qmels, rng: np.random.Generator, batch: int, frames: int, hop: int):
+def _batch(feats, qmels, rng: np.random.Generator, batch: int, frames: int, hop: int, gta=None):
+    """``batch`` random windows of ``frames`` frames: (input log-mels, audio). ``gta``: (log-mels,
+    utterance indices, probability): each row comes from those log-mels with that probability."""
     offsets = feats["offsets"]
     lengths = np.diff(offsets)
     ok = np.nonzero(lengths > frames)[0]
+    if len(ok) == 0:
+        raise ValueError(f"no utterance is longer than {frames} frames")
     utt = rng.choice(ok, size=batch)
+    source = [qmels] * batch
+    if gta is not None:
+        gta_mels, gta_utts, prob = gta
+        gta_ok = gta_utts[lengths[gta_utts] > frames]
+        if len(gta_ok) == 0:
+            raise ValueError(f"no GTA utterance is longer than {frames} frames")
+        use = rng.random(batch) < prob
+        utt = np.where(use, rng.choice(gta_ok, size=batch), utt)
+        source = [gta_mels if u else qmels for u in use]
     mel_b, wav_b = [], []
-    for u in utt:
+    for u, src in zip(utt, source):
         start = offsets[u] + rng.integers(0, lengths[u] - frames)
-        mel_b.append(qmels[:, start : start + frames].astype(np.float32))
+        mel_b.append(src[:, start : start + frames].astype(np.float32))
         wav_b.append(feats["audio"][start * hop : (start + frames) * hop].astype(np.float32) / 32767.0)
     return torch.from_numpy(np.stack(mel_b)), torch.from_numpy(np.stack(wav_b))
 
@@ -404,17 +434,41 @@ def train_vocoder(
     lr: float = 1e-3,
     ckpt_every_s: float = 180.0,
     seed: int = 0,
+    init_codec: MelCodec | None = None,
+    warmup: int = 300,
+    gta_prob: float = 0.0,
 ) -> int:
-    """Train (or resume) the vocoder for ``minutes`` of wall time; returns the last step."""
+    """Train (or resume) the vocoder for ``minutes`` of wall time; returns the last step.
+
+    ``init_codec``: fine-tune that codec's vocoder on that codec's own quantisation (instead of
+    the work folder's k-means and a fresh vocoder); its codes keep their meaning. ``gta_prob``:
+    the share of rows whose input is the synthesis-side log-mel of ``recipes/vocoder_gta.py``
+    (``gta_mels_<split>.npy``) instead of the codec's reconstruction."""
+    if init_codec is not None and init_codec.vocoder is None:
+        raise ValueError(f"codec {init_codec.config.name!r} has no vocoder to fine-tune")
+    if not (work / f"features_{split}.npz").is_file():
+        raise FileNotFoundError(f"{work} has no features_{split}.npz: run `features --split {split}` first")
     feats = load_features(work / f"features_{split}.npz")
     qpath = work / f"qmels_{split}.npy"
     if not qpath.exists():
         log.info("quantising %d frames", feats["mels"].shape[1])
-        np.save(qpath, quantize_mels(build_codec(work, cfg, with_vocoder=False), feats))
+        quantiser = init_codec if init_codec is not None else build_codec(work, cfg, with_vocoder=False)
+        np.save(qpath, quantize_mels(quantiser, feats))
     qmels = np.load(qpath, mmap_mode="r")
+    gta = None
+    if gta_prob > 0:
+        gpath, upath = work / f"gta_mels_{split}.npy", work / f"gta_utts_{split}.npy"
+        if not gpath.is_file() or not upath.is_file():
+            raise FileNotFoundError(f"{work} has no {gpath.name} + {upath.name}: run recipes/vocoder_gta.py first")
+        gta = (np.load(gpath, mmap_mode="r"), np.load(upath), gta_prob)
+        log.info("%.0f %% of rows from %d synthesis-side (GTA) utterances", 100 * gta_prob, len(gta[1]))
 
     torch.manual_seed(seed)
+    if init_codec is not None:
+        cfg = init_codec.config
     vocoder = build_vocoder(cfg)
+    if init_codec is not None:
+        vocoder.load_state_dict({k: v.float() for k, v in init_codec.vocoder.state_dict().items()})
     opt = torch.optim.AdamW(vocoder.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
     rng = np.random.default_rng(seed)
     step = 0
@@ -433,7 +487,7 @@ def train_vocoder(
     frontend = LogMel(cfg)
     # Cosine decay to 10 % over total_steps after a short warm-up.
     def lr_at(s: int) -> float:
-        warm = 300
+        warm = warmup
         if s < warm:
             return lr * (s + 1) / warm
         p = min(1.0, (s - warm) / max(1, total_steps - warm))
@@ -444,7 +498,7 @@ def train_vocoder(
     last_ckpt = time.monotonic()
     running: dict[str, float] = {}
     while time.monotonic() < t_end and step < total_steps:
-        mel, wav = _batch(feats, qmels, rng, batch, frames, cfg.hop_length)
+        mel, wav = _batch(feats, qmels, rng, batch, frames, cfg.hop_length, gta)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         pred = vocoder(mel)
@@ -494,6 +548,29 @@ def build_codec(work: Path, cfg: MelCodecConfig, with_vocoder: bool = True) -> M
     return MelCodec(replace(cfg, extra=extra), codebooks, vocoder, phonetic, centroids)
 
 
+def finetuned_codec(work: Path, base: MelCodec, name: str) -> MelCodec:
+    """``base`` (codebooks, recogniser: the same codes) with the work folder's vocoder checkpoint."""
+    ckpt = work / "vocoder_ckpt.pt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{work} has no vocoder_ckpt.pt: run `vocoder --init-codec` first")
+    vocoder = build_vocoder(base.config)
+    state = torch.load(ckpt, weights_only=True)
+    vocoder.load_state_dict(state["model"])
+    extra = dict(base.config.extra, vocoder_step=int(state["step"]), vocoder_finetuned_from=base.config.name)
+    cfg = replace(base.config, name=name, extra=extra)
+    return MelCodec(cfg, base.codebooks, vocoder, base.phonetic, base.phone_centroids)
+
+
+def load_codec_arg(value: str) -> MelCodec:
+    """A codec folder, or the name of a bundled codec (``valle2-mel-v3``)."""
+    from valle2.config import BUNDLED_CODECS
+
+    folder = Path(value)
+    if not folder.is_dir() and (BUNDLED_CODECS / value).is_dir():
+        folder = BUNDLED_CODECS / value
+    return MelCodec.load(folder)
+
+
 def _config_from_work(work: Path) -> MelCodecConfig:
     path = work / "codec_config.json"
     if path.exists():
@@ -506,8 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("features")
-    p.add_argument("--corpus", type=Path, required=True)
-    p.add_argument("--split", default="train")
+    p.add_argument("--corpus", nargs="+", required=True,
+                   help="corpus folders; FOLDER:SPLIT reads that split of it (default: --split)")
+    p.add_argument("--split", default="train", help="the split to read, and the features file's name")
     p.add_argument("--work", type=Path, required=True)
     p = sub.add_parser("kmeans")
     p.add_argument("--work", type=Path, required=True)
@@ -535,12 +613,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--gta-prob", type=float, default=0.0,
+                   help="share of rows from the synthesis-side log-mels of recipes/vocoder_gta.py")
+    p.add_argument("--init-codec", default=None,
+                   help="fine-tune this codec's vocoder (folder or bundled name) on its own quantisation")
     p = sub.add_parser("export")
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default="valle2-mel-v1")
     p.add_argument("--no-vocoder", action="store_true", help="export a Griffin-Lim-decoding codec")
     p.add_argument("--float16", action="store_true", help="store the networks' weights in float16 (half the size)")
+    p.add_argument("--codec", default=None,
+                   help="export this codec (folder or bundled name) with the work folder's fine-tuned vocoder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -551,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
 
     if args.cmd == "features":
-        feats = compute_features(read_manifest_paths(args.corpus, args.split), cfg)
+        items = [item for corpus in args.corpus for item in read_manifest_paths(Path(corpus), args.split)]
+        feats = compute_features(items, cfg)
         np.savez(args.work / f"features_{args.split}.npz", **feats)
         log.info("features: %d frames (%.2f h)", feats["mels"].shape[1], feats["mels"].shape[1] / cfg.frame_rate / 3600)
     elif args.cmd == "kmeans":
@@ -586,9 +672,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "phones":
         train_phone_encoder(args.work, cfg, args.corpus, args.minutes, args.total_steps, args.batch_frames, args.lr)
     elif args.cmd == "vocoder":
-        train_vocoder(args.work, cfg, args.split, args.minutes, args.total_steps, args.batch, args.frames, args.lr)
+        init = load_codec_arg(args.init_codec) if args.init_codec else None
+        train_vocoder(args.work, cfg, args.split, args.minutes, args.total_steps, args.batch, args.frames, args.lr,
+                      init_codec=init, warmup=args.warmup, gta_prob=args.gta_prob)
     elif args.cmd == "export":
-        codec = build_codec(args.work, replace(cfg, name=args.name), with_vocoder=not args.no_vocoder)
+        if args.codec:
+            codec = finetuned_codec(args.work, load_codec_arg(args.codec), args.name)
+        else:
+            codec = build_codec(args.work, replace(cfg, name=args.name), with_vocoder=not args.no_vocoder)
         codec.save(args.out, dtype=torch.float16 if args.float16 else None)
         log.info("exported %s to %s", MelCodec.load(args.out).identity(), args.out)
     return 0
