@@ -21,7 +21,7 @@ from valle2.safety.detector import (
 from test_watermark import speechlike
 
 SR = 24_000
-CODEC_DIR = Path(__file__).resolve().parents[2] / "src/valle2/assets/codec/valle2-mel-v1"
+CODECS = Path(__file__).resolve().parents[2] / "src/valle2/assets/codec"
 
 
 def test_features_are_deterministic_level_invariant_and_resample_in():
@@ -79,7 +79,8 @@ def test_bundled_detector_is_small_and_pickle_free():
 
 
 @pytest.mark.skipif(shutil.which("flite") is None, reason="needs flite")
-def test_bundled_detector_flags_the_resynthesis_not_the_engine_sentence(tmp_path):
+@pytest.mark.parametrize("codec_name", ["valle2-mel-v1", "valle2-mel-v4"])  # v4: the default model's vocoder
+def test_bundled_detector_flags_the_resynthesis_not_the_engine_sentence(tmp_path, codec_name):
     from valle2.codec import load_codec
 
     # flite awb is a HELD_OUT voice: never trained on.
@@ -87,7 +88,7 @@ def test_bundled_detector_flags_the_resynthesis_not_the_engine_sentence(tmp_path
                     "-o", str(tmp_path / "a.wav")], check=True)
     wav, sr = sf.read(tmp_path / "a.wav", dtype="float32")
     wav = soxr.resample(wav, sr, SR).astype(np.float32)
-    codec = load_codec({"type": "valle2-mel"}, CODEC_DIR)
+    codec = load_codec({"type": "valle2-mel"}, CODECS / codec_name)
     resynth = codec.decode(codec.encode(wav, SR))[: len(wav)]
     det = SyntheticSpeechDetector.load()
     real, fake = det.predict(wav, SR), det.predict(resynth, SR)
