@@ -38,7 +38,7 @@ synth() {  # synth DIR VOICES N SEED [extra args]
         --jobs "$JOBS" --seed "$seed" "$@"
 }
 
-tokens() {  # tokens CORPUS SPLIT NAME: lhotse cuts + codes of the bundled valle2-mel-v3 codec
+tokens() {  # tokens CORPUS SPLIT NAME: lhotse cuts + codes of the bundled codec that configs/demo.yaml names (v4: the same codes as v3)
     local corpus=$1 split=$2 name=$3
     "$VALLE2" prepare lhotse --recordings "$corpus/synth_recordings_$split.jsonl.gz" \
         --supervisions "$corpus/synth_supervisions_$split.jsonl.gz" --out "$DATA/manifests" --name "$name"
