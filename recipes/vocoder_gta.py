@@ -93,18 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     t0, frames = time.monotonic(), 0
     for start in range(0, len(order), args.batch):
         batch = order[start : start + args.batch]
-        rows, prompts, targets, prompt_codes = [], [], [], []
+        layouts, prompts, targets = [], [], []  # (text ids, prompt length in ids), prompt codes, codebook 0
         for i in batch:
             p = int(rng.choice([j for j in by_voice[speakers[i]] if j != i]))
             pcodes = clip_to_groups(codec.encode_mel(mel(p)), m.config.group_size)
             prompt = Prompt(wav=np.zeros(0, np.float32), sr=m.sample_rate, text=texts[ids[p]],
                             phone_ids=frontend.encode(texts[ids[p]]), codes=pcodes)
-            rows.append(Row(prompt, frontend.encode(texts[ids[i]])).text_ids(sep, eos))
+            layouts.append(Row(prompt, frontend.encode(texts[ids[i]])).text_ids(sep, eos))
             prompts.append(pcodes)
             targets.append(codec.encode_mel(mel(int(i)))[0])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=m.nar_precision == "bf16"):
-            full = nar_generate(m.nar, [torch.tensor(r) for r, _ in rows], prompts, targets, entries=entries,
-                                text_splits=[lead for _, lead in rows], temperature=m.sampling.nar_temperature)
+            full = nar_generate(m.nar, [torch.tensor(t) for t, _ in layouts], prompts, targets, entries=entries,
+                                text_splits=[lead for _, lead in layouts], temperature=m.sampling.nar_temperature)
         for i, codes, pcodes in zip(batch, full, prompts):
             x = codec.dequantize(codes)
             if m.sampling.post_filter == "prompt_match":
