@@ -33,14 +33,11 @@ log = logging.getLogger("vocoder_gta")
 
 def transcripts(corpora: list[str], split: str) -> dict[str, str]:
     """Recording id -> text over corpus folders (``FOLDER:SPLIT`` as in ``mel_train features``)."""
-    from lhotse import load_manifest
+    from valle2.codec.mel_train import corpus_split, read_transcripts
 
     out: dict[str, str] = {}
     for spec in corpora:
-        folder, sep, own = spec.rpartition(":")
-        corpus, name = (Path(folder), own) if sep and own and "/" not in own else (Path(spec), split)
-        for s in load_manifest(corpus / f"synth_supervisions_{name}.jsonl.gz"):
-            out[s.recording_id] = s.text
+        out.update(read_transcripts(*corpus_split(spec, split)))
     return out
 
 

@@ -55,16 +55,21 @@ log = logging.getLogger(__name__)
 # Features
 
 
+def corpus_split(spec: str | Path, split: str) -> tuple[Path, str]:
+    """``FOLDER`` -> (FOLDER, split); ``FOLDER:SPLIT`` -> (FOLDER, SPLIT): a corpus naming its own split."""
+    folder, sep, own = str(spec).rpartition(":")
+    if sep and own and "/" not in own:
+        return Path(folder), own
+    return Path(spec), split
+
+
 def read_manifest_paths(corpus: Path, split: str) -> list[tuple[str, str, Path]]:
     """(recording id, speaker, wav path) of a corpus split written by ``valle2 corpus synth``.
 
     ``corpus`` may name its own split as ``FOLDER:SPLIT`` (several corpora in one features file)."""
     from lhotse import load_manifest
 
-    folder, sep, own = str(corpus).rpartition(":")
-    if sep and own and "/" not in own:
-        corpus, split = Path(folder), own
-    corpus = Path(corpus)
+    corpus, split = corpus_split(corpus, split)
     for name in (f"synth_recordings_{split}.jsonl.gz", f"synth_supervisions_{split}.jsonl.gz"):
         if not (corpus / name).is_file():
             raise FileNotFoundError(f"{corpus} has no {name} (split {split!r})")
@@ -464,8 +469,7 @@ def train_vocoder(
         log.info("%.0f %% of rows from %d synthesis-side (GTA) utterances", 100 * gta_prob, len(gta[1]))
 
     torch.manual_seed(seed)
-    if init_codec is not None:
-        cfg = init_codec.config
+    cfg = init_codec.config if init_codec is not None else cfg
     vocoder = build_vocoder(cfg)
     if init_codec is not None:
         vocoder.load_state_dict({k: v.float() for k, v in init_codec.vocoder.state_dict().items()})
@@ -541,11 +545,16 @@ def build_codec(work: Path, cfg: MelCodecConfig, with_vocoder: bool = True) -> M
     ckpt = work / "vocoder_ckpt.pt"
     if not with_vocoder or not ckpt.exists():
         return MelCodec(replace(cfg, vocoder_dim=None), codebooks, None, phonetic, centroids)
+    vocoder, step = _vocoder_from_ckpt(ckpt, cfg)
+    return MelCodec(replace(cfg, extra=dict(cfg.extra, vocoder_step=step)), codebooks, vocoder, phonetic, centroids)
+
+
+def _vocoder_from_ckpt(ckpt: Path, cfg: MelCodecConfig):
+    """The vocoder of a training checkpoint, and its step."""
     vocoder = build_vocoder(cfg)
     state = torch.load(ckpt, weights_only=True)
     vocoder.load_state_dict(state["model"])
-    extra = dict(cfg.extra, vocoder_step=int(state["step"]))
-    return MelCodec(replace(cfg, extra=extra), codebooks, vocoder, phonetic, centroids)
+    return vocoder, int(state["step"])
 
 
 def finetuned_codec(work: Path, base: MelCodec, name: str) -> MelCodec:
@@ -553,22 +562,17 @@ def finetuned_codec(work: Path, base: MelCodec, name: str) -> MelCodec:
     ckpt = work / "vocoder_ckpt.pt"
     if not ckpt.is_file():
         raise FileNotFoundError(f"{work} has no vocoder_ckpt.pt: run `vocoder --init-codec` first")
-    vocoder = build_vocoder(base.config)
-    state = torch.load(ckpt, weights_only=True)
-    vocoder.load_state_dict(state["model"])
-    extra = dict(base.config.extra, vocoder_step=int(state["step"]), vocoder_finetuned_from=base.config.name)
+    vocoder, step = _vocoder_from_ckpt(ckpt, base.config)
+    extra = dict(base.config.extra, vocoder_step=step, vocoder_finetuned_from=base.config.name)
     cfg = replace(base.config, name=name, extra=extra)
     return MelCodec(cfg, base.codebooks, vocoder, base.phonetic, base.phone_centroids)
 
 
 def load_codec_arg(value: str) -> MelCodec:
-    """A codec folder, or the name of a bundled codec (``valle2-mel-v3``)."""
-    from valle2.config import BUNDLED_CODECS
+    """A codec folder, or the name of a bundled codec (``valle2-mel-v3``), as a recipe's ``codec.path``."""
+    from valle2.config import CodecConfig, build_codec as codec_from_config
 
-    folder = Path(value)
-    if not folder.is_dir() and (BUNDLED_CODECS / value).is_dir():
-        folder = BUNDLED_CODECS / value
-    return MelCodec.load(folder)
+    return codec_from_config(CodecConfig(type="valle2-mel", path=value))
 
 
 def _config_from_work(work: Path) -> MelCodecConfig:
