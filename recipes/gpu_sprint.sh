@@ -7,6 +7,9 @@
 #   to continue an earlier slot's run: pass --init-from ITS_OUT/a (or a model folder) among the extra args
 #   LR_A / LR_B (default 2e-3 / 1e-3) set each run's learning rate; B_ARGS adds train args to B alone,
 #   e.g. LR_B=2e-3 B_ARGS="--set model.nar_progress=true" makes B an A/B test of one option
+#   C_ARGS (with LR_C, default 1e-3, and FRAMES_C, default FRAMES_A) adds a third run beside them, e.g.
+#   B_ARGS="--set train.models=nar" C_ARGS="--set train.models=ar": the NAR and the AR each alone, next to A's both
+#   LIMIT_S (default MINUTES * 60 + 90) kills a run still going after that many seconds (its best weights stay)
 #   on a CPU, preload jemalloc (LD_PRELOAD=libjemalloc.so.2): glibc's heap grows without bound with the
 #   changing batch shapes (11.5 GB after 90 steps, measured)
 set -u
@@ -19,10 +22,17 @@ shopt -s nullglob
 train=("$data"/train*.safetensors "$data"/train*.safetensors.xz)  # several are joined
 common=(train --config demo --train "${train[@]}"
         --valid "$data/valid.safetensors" --minutes "$minutes" --no-last --valid-every-s 45 "$@")
-limit=$(python3 -c "print(int($minutes * 60 + 90))")
+limit=${LIMIT_S:-$(python3 -c "print(int($minutes * 60 + 90))")}
 timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr="${LR_A:-2e-3}" --max-frames "$frames_a" \
     --out "$out/a" >"$out/a.log" 2>&1 &
 timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr="${LR_B:-1e-3}" --max-frames "$frames_b" ${B_ARGS:-} \
     --out "$out/b" >"$out/b.log" 2>&1 &
+logs=("$out/a.log" "$out/b.log")
+if [ -n "${C_ARGS:-}" ]; then
+    mkdir -p "$out/c"
+    timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr="${LR_C:-1e-3}" \
+        --max-frames "${FRAMES_C:-$frames_a}" $C_ARGS --out "$out/c" >"$out/c.log" 2>&1 &
+    logs+=("$out/c.log")
+fi
 wait
-tail -n 4 "$out/a.log" "$out/b.log"
+tail -n 4 "${logs[@]}"

@@ -69,6 +69,20 @@ def test_codec_v4_keeps_v3s_codes():
     assert a.shape == b.shape and not np.allclose(a, b, atol=1e-3)  # another vocoder
 
 
+def test_same_codes_ignores_only_the_name():
+    """Data packed with v3 exports with a config naming v4 (session 12's GPU slot); other codebooks never."""
+    from valle2.codec.base import same_codes
+    from valle2.codec.mel import MelCodec
+
+    v1, v3, v4 = (MelCodec.load(ASSETS / "codec" / f"valle2-mel-v{n}").identity() for n in (1, 3, 4))
+    assert same_codes(v3, v4) and same_codes(v4, v3) and v3 != v4
+    assert not same_codes(v1, v4)  # other codebooks
+    assert not same_codes(v3, dict(v4, n_codebooks=4))  # any field but the name counts
+    # without a content hash the name is all that identifies a codec's codes
+    enc = {"type": "encodec", "name_or_path": "facebook/encodec_24khz", "bandwidth": 6.0}
+    assert same_codes(enc, dict(enc)) and not same_codes(enc, dict(enc, name_or_path="other/encodec"))
+
+
 @needs_default
 def test_default_is_the_trained_model(model: VallE2):
     assert model.name == "demo" and model.config.group_size == 2

@@ -372,6 +372,32 @@ def test_nar_only_sprint_exports_with_the_ar_of_its_init(tiny_tokens, packed, tm
     assert changed and all(torch.equal(own[k].float(), trained[k].float()) for k in changed)  # the NAR is new
 
 
+def test_ar_only_and_nar_only_sprints_join_in_one_export(tiny_tokens, packed, tmp_path):  # noqa: F811 (fixture)
+    """recipes/gpu_sprint.sh's runs B (NAR alone) and C (AR alone): B exports with its init's AR, then C
+    exports with B's folder as its init, so the model holds C's AR and B's NAR."""
+    from valle2.models.valle2 import VallE2
+
+    train_dir, valid_dir, _ = tiny_tokens
+    settings = SprintSettings(budget_s=30.0, max_frames=600, warmup_steps=1, valid_every_s=100.0, log_every=2,
+                              weights_dtype="float32", max_steps=2)
+    base = train_config(train_dir, valid_dir, tmp_path / "unused", "optim.lr=3e-3")
+    valid = packed / "valid.safetensors"
+    train_sprint(base, packed / "train.safetensors", tmp_path / "a", settings, valid_path=valid, device="cpu")
+    runs = {}
+    for models in ("nar", "ar"):
+        cfg = train_config(train_dir, valid_dir, tmp_path / "unused", "optim.lr=3e-3", f"train.models={models}",
+                           f"train.init_from={tmp_path / 'a'}")
+        train_sprint(cfg, packed / "train.safetensors", tmp_path / models, settings, valid_path=valid, device="cpu")
+        runs[models] = load_weights(tmp_path / models, "best")
+    nar_model = export_sprint(tmp_path / "nar", tmp_path / "m_nar")
+    joined = export_sprint(tmp_path / "ar", tmp_path / "m", overrides=[f"train.init_from={nar_model}"])
+    own = VallE2.from_pretrained(joined).state_dict()
+    for models, weights in runs.items():
+        assert weights and all(k.startswith(f"{models}.") for k in weights)
+        shared = [k for k in weights if k in own]
+        assert shared and all(torch.equal(own[k].float(), weights[k].float()) for k in shared), models
+
+
 def test_lhotse_path_pairs_same_speaker_utterances(tiny_tokens):  # noqa: F811 (fixture)
     from valle2.data.shards import ShardReader
 

@@ -14,6 +14,19 @@ import numpy as np
 import torch
 
 
+def same_codes(a: dict, b: dict) -> bool:
+    """Whether two codec ``identity()`` dicts give the same codes.
+
+    A codec whose identity carries ``codebooks_sha256`` (a hash of everything its codes depend on)
+    can be re-released under another name with only its decoder changed (valle2-mel-v4 is v3's
+    codes with a new vocoder): tokens and models of one then go with the other. Otherwise the
+    identities must match exactly.
+    """
+    if a.get("codebooks_sha256") is not None and b.get("codebooks_sha256") is not None:
+        a, b = ({k: v for k, v in d.items() if k != "name"} for d in (a, b))
+    return a == b
+
+
 @runtime_checkable
 class Codec(Protocol):
     sample_rate: int  # Hz of decode() output and of the audio encode() expects after resampling

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from valle2.codec.base import same_codes
 from valle2.config import Config, build_codec, config_to_dict, dump_config
 from valle2.data.dataset import ResumableSampler, TokenizedDataset, make_sampler
 from valle2.data.tokenize import cut_text, frames_for_seconds, open_tokenized
@@ -440,7 +441,7 @@ class Exporter:
         from valle2.models.valle2 import VallE2
 
         codec = build_codec(cfg.codec)
-        if json.loads(json.dumps(codec.identity())) != data.codec:
+        if not same_codes(json.loads(json.dumps(codec.identity())), data.codec):
             raise Valle2Error(f"the config's codec ({codec.identity().get('type')}, {cfg.codec.type}) is not the one "
                               f"the training data was tokenized with ({data.codec}); set the codec section to match")
         self.cfg = cfg

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from valle2.config import Config, config_from_dict, config_to_dict
+from valle2.config import Config, build_codec, config_from_dict, config_to_dict
 from valle2.data.shards import write_json
 from valle2.errors import Valle2Error
 from valle2.models.builders import build_ar, build_nar
@@ -126,7 +126,7 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
     if valid is not None and (valid.meta["codec"] != meta["codec"] or valid.meta["symbols"] != meta["symbols"]):
         raise Valle2Error("the validation data was packed with another codec or symbol table than the training data")
     name = meta["codec"].get("name")
-    if name and getattr(cfg.codec, "path", None) and Path(cfg.codec.path).name != name:
+    if name and getattr(cfg.codec, "path", None) and Path(cfg.codec.path).name != name and not _same_codes_as(cfg, meta):
         logger.warning("the data was tokenized with codec %s but the config names %s: export with "
                        "--set codec.path=<%s folder or bundled name>", name, cfg.codec.path, name)
     symbols = SymbolTable.from_dict(meta["symbols"])
@@ -271,6 +271,16 @@ def train_sprint(cfg: Config, train_path: str | Path | list, out_dir: str | Path
     save()
     logger.info("sprint done: %d steps, %d epochs, %.0f s", step, epoch, time.perf_counter() - start)
     return json.loads((out_dir / "run.json").read_text())
+
+
+def _same_codes_as(cfg: Config, meta: dict) -> bool:
+    """Whether the config's codec gives the codes the data was packed with (False if it cannot be built)."""
+    from valle2.codec.base import same_codes
+
+    try:
+        return same_codes(build_codec(cfg.codec).identity(), meta["codec"])
+    except Exception:  # the export names the problem; here it is only a warning
+        return False
 
 
 def export_sprint(run_dir: str | Path, out: str | Path, *, which: str = "best", dtype: torch.dtype | None = None,
