@@ -13,6 +13,7 @@ import pytest
 
 import valle2
 from valle2 import VallE2
+from valle2.errors import ModelFileError
 
 ASSETS = Path(valle2.__file__).parent / "assets"
 DEFAULT = ASSETS / "models" / "default"
@@ -81,6 +82,20 @@ def test_same_codes_ignores_only_the_name():
     # without a content hash the name is all that identifies a codec's codes
     enc = {"type": "encodec", "name_or_path": "facebook/encodec_24khz", "bandwidth": 6.0}
     assert same_codes(enc, dict(enc)) and not same_codes(enc, dict(enc, name_or_path="other/encodec"))
+
+
+def test_a_retired_bundled_codec_loads_as_its_successor(caplog):
+    """A model that names a bundled codec no longer shipped gets the newest bundled one with its codes, and says so."""
+    from valle2.codec.mel import MelCodec, load_from_identity
+
+    v3 = MelCodec.load(ASSETS / "codec" / "valle2-mel-v3").identity()
+    with caplog.at_level("WARNING"):
+        codec = load_from_identity(dict(v3, name="valle2-mel-retired"), None)
+    assert codec.identity()["codebooks_sha256"] == v3["codebooks_sha256"]
+    assert codec.config.name == _codec_name()  # the default model's codec: the newest release of these codes
+    assert "valle2-mel-retired" in caplog.text and "same codes" in caplog.text
+    with pytest.raises(ModelFileError, match="no bundled codec has that name or its codes"):
+        load_from_identity(dict(v3, name="valle2-mel-retired", codebooks_sha256="0" * 16), None)
 
 
 @needs_default

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ from valle2.errors import AudioError, ModelFileError
 
 if TYPE_CHECKING:
     from valle2.codec.phonetic import PhoneEncoder
+
+log = logging.getLogger(__name__)
 
 CODEC_TYPE = "valle2-mel"
 READ_VERSIONS = (1, 2)  # 1: mel first stage only; 2 adds the phonetic first stage
@@ -491,18 +494,37 @@ class MelCodec:
         return cls(cfg, tensors["codebooks"], vocoder, phonetic, tensors.get("phone_centroids"))
 
 
+def _bundled_with_codes(digest: str | None, bundled: Path) -> MelCodec | None:
+    """The newest bundled codec (by name) whose codes hash to ``digest``: a later release of the same codes."""
+    if not digest:
+        return None
+    for folder in sorted((p for p in bundled.glob("*") if (p / CONFIG_FILE).is_file()),
+                         key=lambda p: (len(p.name), p.name), reverse=True):
+        codec = MelCodec.load(folder)
+        if codec.identity()["codebooks_sha256"] == digest:
+            return codec
+    return None
+
+
 def load_from_identity(identity: dict, folder: Path | None) -> MelCodec:
     """The codec a model folder names: its own ``codec/`` copy, else the bundled codec of that name."""
     if folder is None:
         from valle2.config import BUNDLED_CODECS
 
         bundled = BUNDLED_CODECS / str(identity.get("name", ""))
-        if not identity.get("name") or not (bundled / CONFIG_FILE).is_file():
-            raise ModelFileError(
-                f"the valle2-mel codec {identity.get('name')!r} needs its weights folder (config.json + "
-                "model.safetensors): the model folder has no codec/ and no bundled codec has that name"
-            )
-        folder = bundled
+        if identity.get("name") and (bundled / CONFIG_FILE).is_file():
+            folder = bundled
+        else:
+            same = _bundled_with_codes(identity.get("codebooks_sha256"), BUNDLED_CODECS)
+            if same is None:
+                raise ModelFileError(
+                    f"the valle2-mel codec {identity.get('name')!r} needs its weights folder (config.json + "
+                    "model.safetensors): the model folder has no codec/ and no bundled codec has that name "
+                    "or its codes"
+                )
+            log.warning("the bundled codec %r is not shipped any more; decoding with %r, which has the same codes "
+                        "(only its vocoder differs)", identity.get("name"), same.config.name)
+            return same
     codec = MelCodec.load(Path(folder))
     want = identity.get("codebooks_sha256")
     if want is not None and want != codec.identity()["codebooks_sha256"]:
