@@ -5,7 +5,7 @@
 #   DATA_DIR holds train*.safetensors[.xz] (all are used) and valid.safetensors (recipes/gpu_sprint.py pack [--xz])
 #   configs/demo.yaml trains on prompt pairs (data.pair_prob), which need packed format version 2 (speakers)
 #   to continue an earlier slot's run: pass --init-from ITS_OUT/a (or a model folder) among the extra args
-#   LR_A / LR_B (default 2e-3 / 1e-3) set each run's learning rate; B_ARGS adds train args to B alone,
+#   LR_A / LR_B (default 2e-3 / 1e-3) set each run's learning rate; A_ARGS / B_ARGS add train args to A / B alone,
 #   e.g. LR_B=2e-3 B_ARGS="--set model.nar_progress=true" makes B an A/B test of one option
 #   C_ARGS (with LR_C, default 1e-3, and FRAMES_C, default FRAMES_A) adds a third run beside them, e.g.
 #   B_ARGS="--set train.models=nar" C_ARGS="--set train.models=ar": the NAR and the AR each alone, next to A's both
@@ -24,7 +24,7 @@ common=(train --config demo --train "${train[@]}"
         --valid "$data/valid.safetensors" --minutes "$minutes" --no-last --valid-every-s 45 "$@")
 limit=${LIMIT_S:-$(python3 -c "print(int($minutes * 60 + 90))")}
 timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr="${LR_A:-2e-3}" --max-frames "$frames_a" \
-    --out "$out/a" >"$out/a.log" 2>&1 &
+    ${A_ARGS:-} --out "$out/a" >"$out/a.log" 2>&1 &
 timeout "$limit" "$py" "$(dirname "$0")/gpu_sprint.py" "${common[@]}" --set optim.lr="${LR_B:-1e-3}" --max-frames "$frames_b" ${B_ARGS:-} \
     --out "$out/b" >"$out/b.log" 2>&1 &
 logs=("$out/a.log" "$out/b.log")

@@ -121,7 +121,9 @@ def test_model_folder_without_codec_copy_uses_the_bundled_codec(codec: MelCodec,
     named.save(tmp_path / "bundled-test")
     loaded = load_from_identity(named.identity(), None)
     assert loaded.identity() == named.identity()
-    with pytest.raises(ModelFileError, match="no bundled codec"):
-        load_from_identity(dict(named.identity(), name="not-shipped"), None)
+    # a name no longer shipped: the bundled codec with the same codes stands in (only its vocoder may differ)
+    assert load_from_identity(dict(named.identity(), name="not-shipped"), None).config.name == "bundled-test"
+    with pytest.raises(ModelFileError, match="no bundled codec has that name or its codes"):
+        load_from_identity(dict(named.identity(), name="not-shipped", codebooks_sha256="0" * 16), None)
     with pytest.raises(ModelFileError, match="expects"):
         load_from_identity(dict(named.identity(), codebooks_sha256="0" * 16), None)
