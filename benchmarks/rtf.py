@@ -62,7 +62,7 @@ def main() -> None:
                                  text_splits=[lead])[0]
         t2 = time.perf_counter()
         if post_filter == "prompt_match":
-            wav = model.codec.decode(codes, reference=prompt.codes)
+            wav = model.codec.decode(codes, reference=prompt.codes, strength=model.sampling.post_filter_strength)
         else:
             wav = model.codec.decode(codes)
         t3 = time.perf_counter()

@@ -153,6 +153,7 @@ class ExportConfig:
     nar_temperature: float = 1.0  # sharpening of min_distortion decoding (< 1: nearer greedy; SamplingConfig)
     # before the vocoder: match the prompt's log-mel mean and spread (valle2-mel codecs; SamplingConfig)
     post_filter: Literal["none", "prompt_match"] = "none"
+    post_filter_strength: float = 1.0  # how far prompt_match moves the log-mel (SamplingConfig)
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,9 @@ def test_cli_post_filter_option(capsys, prompt_wav, tmp_path):
     with pytest.raises(SystemExit):
         run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "z.wav"),
                 "--post-filter", "eq")
+    code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "s.wav"),
+                           "--post-filter-strength", "2")
+    assert code != 0 and "post_filter_strength is 2.0; must be in [0, 1]" in err and not (tmp_path / "s.wav").exists()
 
 
 def test_cli_ar_precision_option(capsys, prompt_wav, tmp_path, monkeypatch):

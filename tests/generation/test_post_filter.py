@@ -71,6 +71,25 @@ def test_setting_is_validated():
     with pytest.raises(ValueError, match="post_filter"):
         SamplingConfig(post_filter="eq")
     assert SamplingConfig().post_filter == "none"
+    assert SamplingConfig().post_filter_strength == 1.0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="post_filter_strength is .*; must be in \\[0, 1\\]"):
+            SamplingConfig(post_filter="prompt_match", post_filter_strength=bad)
+
+
+def test_strength_moves_the_log_mel_part_of_the_way():
+    mel, ref = _mel(seed=1), _mel(seed=2) * 1.5 + 2.0
+    full = match_prompt_statistics(mel, ref)
+    assert torch.equal(match_prompt_statistics(mel, ref, strength=1.0), full)
+    assert torch.allclose(match_prompt_statistics(mel, ref, strength=0.0), mel)
+    half = match_prompt_statistics(mel, ref, strength=0.5)
+    assert torch.allclose(half, (mel + full) / 2, atol=1e-5) and not torch.allclose(half, full)
+    codec = MelCodec.debug(n_codebooks=4, codebook_size=16)
+    gen = torch.Generator().manual_seed(0)
+    codes, ref_codes = torch.randint(0, 16, (4, 60), generator=gen), torch.randint(0, 16, (4, 90), generator=gen)
+    assert np.allclose(codec.decode(codes, reference=ref_codes, strength=0.0), codec.decode(codes), atol=1e-5)
+    assert not np.allclose(codec.decode(codes, reference=ref_codes, strength=0.5),
+                           codec.decode(codes, reference=ref_codes), atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +119,14 @@ def test_model_applies_it_and_saves_the_choice(mel_model, prompt_wav, tmp_path):
     assert loaded.sampling.post_filter == "prompt_match"
     again, _ = loaded.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0)
     assert np.allclose(again, matched, atol=1e-4)  # the saved default is used
+    half, _ = mel_model.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0, post_filter="prompt_match",
+                                   post_filter_strength=0.5)
+    assert len(half) == len(matched) and not np.allclose(half, matched, atol=1e-4)
+    meta["sampling"]["post_filter_strength"] = 0.5
+    (folder / "config.json").write_text(json.dumps(meta))
+    loaded = VallE2.from_pretrained(folder)
+    assert loaded.sampling.post_filter_strength == 0.5
+    assert np.allclose(loaded.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0)[0], half, atol=1e-4)
 
 
 def test_codecs_without_a_log_mel_refuse_it(debug_model, prompt_wav, tmp_path):

@@ -165,7 +165,7 @@ def speech_frame_mask(mel: torch.Tensor, quantile: float = 0.3) -> torch.Tensor:
 
 
 def match_prompt_statistics(mel: torch.Tensor, reference: torch.Tensor, *, quantile: float = 0.3,
-                            max_gain: float = 2.0, min_frames: int = 8) -> torch.Tensor:
+                            max_gain: float = 2.0, min_frames: int = 8, strength: float = 1.0) -> torch.Tensor:
     """Give a generated log-mel [n_mels, T] the per-bin mean and standard deviation of its
     prompt's log-mel [n_mels, Tp], both measured over speech frames (``speech_frame_mask``).
 
@@ -174,6 +174,7 @@ def match_prompt_statistics(mel: torch.Tensor, reference: torch.Tensor, *, quant
     statistical parametric synthesis (Toda & Tokuda 2007), which undoes the over-smoothing of
     averaged code choices (min-distortion NAR decoding). Too short a sequence (fewer than
     ``min_frames`` speech frames on either side) is returned unchanged: its statistics would be noise.
+    ``strength`` < 1 moves each value only that share of the way: ``x + strength * (matched - x)``.
     """
     if mel.dim() != 2 or reference.dim() != 2 or mel.shape[0] != reference.shape[0]:
         raise ValueError(f"expected log-mels [n_mels, T] with the same n_mels, got {tuple(mel.shape)} "
@@ -187,7 +188,8 @@ def match_prompt_statistics(mel: torch.Tensor, reference: torch.Tensor, *, quant
     mu_o, sd_o = x.mean(1, keepdim=True), x.std(1, keepdim=True)
     mu_r, sd_r = r.mean(1, keepdim=True), r.std(1, keepdim=True)
     gain = (sd_r / sd_o.clamp(min=1e-4)).clamp(1.0 / max_gain, max_gain)
-    return (mu_r + (mel.float() - mu_o) * gain).to(mel.dtype)
+    matched = mu_r + (mel.float() - mu_o) * gain
+    return (mel.float() + strength * (matched - mel.float())).to(mel.dtype)
 
 
 # ---------------------------------------------------------------------------------------
@@ -390,16 +392,16 @@ class MelCodec:
     supports_prompt_match = True
 
     @torch.inference_mode()
-    def decode(self, codes: torch.Tensor, reference: torch.Tensor | None = None) -> np.ndarray:
+    def decode(self, codes: torch.Tensor, reference: torch.Tensor | None = None, strength: float = 1.0) -> np.ndarray:
         """Codes [K, T] -> float32 waveform [T * hop] at 24 kHz (vocoder, else Griffin-Lim).
 
         ``reference``: the prompt's codes [K', Tp]; when given, the decoded log-mel first takes
-        the prompt's per-bin mean and spread (``match_prompt_statistics``)."""
+        the prompt's per-bin mean and spread (``match_prompt_statistics``), ``strength`` of the way."""
         mel = self.dequantize(codes)
         if mel.shape[-1] == 0:
             return np.zeros(0, dtype=np.float32)
         if reference is not None:
-            mel = match_prompt_statistics(mel, self.dequantize(reference))
+            mel = match_prompt_statistics(mel, self.dequantize(reference), strength=strength)
         if self.vocoder is None:
             return self._griffin_lim(mel)
         wav = self.vocoder(mel[None])[0]

@@ -52,6 +52,8 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--post-filter", choices=["none", "prompt_match"], default=None,
                    help="log-mel post-filter before the vocoder (valle2-mel codecs; default from the model)")
+    p.add_argument("--post-filter-strength", type=float, default=None, metavar="S",
+                   help="how far prompt_match moves the log-mel, 0-1 (default from the model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -141,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     if model.name == "debug":
         print("note: using the tiny RANDOM 'debug' model: its output is noise, expect WER near 100%", file=sys.stderr)
     sampling = {k: v for k, v in (("top_p", args.top_p), ("temperature", args.temperature),
-                                  ("post_filter", args.post_filter)) if v is not None}
+                                  ("post_filter", args.post_filter),
+                                  ("post_filter_strength", args.post_filter_strength)) if v is not None}
     try:
         model.sampling_config(**sampling)
     except ValueError as exc:

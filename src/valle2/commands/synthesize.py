@@ -39,6 +39,8 @@ def register(sub) -> None:
     p.add_argument("--post-filter", choices=["none", "prompt_match"], default=None,
                    help="before the vocoder, give the output the prompt's log-mel mean and spread per mel bin "
                         "(valle2-mel codecs; default from the model)")
+    p.add_argument("--post-filter-strength", type=float, default=None, metavar="S",
+                   help="how far prompt_match moves the log-mel, 0-1 (default from the model)")
     p.add_argument("--ar-precision", choices=["fp32", "int8"], default=None,
                    help="int8: decode codebook 0 with an int8 copy of the AR (CPU; faster where memory bounds "
                         "the AR's steps; default from the model)")
@@ -80,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         sampling = dict(top_p=args.top_p, top_k=args.top_k, temperature=args.temperature,
                         repetition_aware=False if args.no_ras else None, nar_decoding=args.nar_decoding,
-                        nar_temperature=args.nar_temperature, post_filter=args.post_filter)
+                        nar_temperature=args.nar_temperature, post_filter=args.post_filter,
+                        post_filter_strength=args.post_filter_strength)
         chosen = model.sampling_config(**sampling)  # validate before the expensive work
         if args.nar_temperature is not None and chosen.nar_decoding != "min_distortion":
             raise ValueError(f"--nar-temperature applies to min_distortion NAR decoding; this run decodes "

@@ -33,6 +33,9 @@ class SamplingConfig:
     # Before the vocoder: "prompt_match" gives the decoded log-mel the prompt's per-bin mean and
     # spread (valle2.codec.mel.match_prompt_statistics; needs a codec that supports it: valle2-mel).
     post_filter: str = "none"
+    # How far prompt_match moves the log-mel: 1 all the way, 0.5 half way (valle2.codec.mel.match_prompt_statistics).
+    # Less keeps more of the words and less of the voice (benchmarks/RESULTS.md, session 12).
+    post_filter_strength: float = 1.0
 
     def __post_init__(self):
         if not 0.0 < self.top_p <= 1.0:
@@ -47,6 +50,8 @@ class SamplingConfig:
             raise ValueError(f"nar_temperature is {self.nar_temperature}; must be > 0")
         if self.nar_decoding not in NAR_DECODINGS:
             raise ValueError(f"nar_decoding is {self.nar_decoding!r}; must be one of {', '.join(NAR_DECODINGS)}")
+        if not 0.0 <= self.post_filter_strength <= 1.0:
+            raise ValueError(f"post_filter_strength is {self.post_filter_strength}; must be in [0, 1]")
         if self.post_filter not in POST_FILTERS:
             raise ValueError(f"post_filter is {self.post_filter!r}; must be one of {', '.join(POST_FILTERS)}")
 

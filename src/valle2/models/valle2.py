@@ -341,7 +341,7 @@ class VallE2(nn.Module):
         results = self.generate(flat, seed=seed, sampling=sampling, max_batch=max_batch)
         # One codec call for every row of every job: the server sends one sentence per job.
         refs = [r.prompt.codes for r in flat] if sampling.post_filter == "prompt_match" else None
-        all_waves = self._decode([r.codes for r in results], refs)
+        all_waves = self._decode([r.codes for r in results], refs, strength=sampling.post_filter_strength)
         outputs, at = [], 0
         for job, rows, auth in zip(jobs, job_rows, auths):
             job_waves = all_waves[at : at + len(rows)]
@@ -367,13 +367,14 @@ class VallE2(nn.Module):
         if problem:
             raise ValueError(problem)
 
-    def _decode(self, codes: list[torch.Tensor], refs: list[torch.Tensor] | None = None) -> list[np.ndarray]:
+    def _decode(self, codes: list[torch.Tensor], refs: list[torch.Tensor] | None = None,
+                strength: float = 1.0) -> list[np.ndarray]:
         """Codes -> waveforms, batched when the codec can; empty codes give empty audio.
-        ``refs``: one prompt's codes per row, for the prompt-matched post-filter."""
+        ``refs``: one prompt's codes per row, for the prompt-matched post-filter (``strength`` of the way)."""
         waves: list[np.ndarray] = [np.zeros(0, np.float32)] * len(codes)
         todo = [i for i, c in enumerate(codes) if c.shape[1]]
         if refs is not None:
-            decoded = [self.codec.decode(codes[i], reference=refs[i]) for i in todo]
+            decoded = [self.codec.decode(codes[i], reference=refs[i], strength=strength) for i in todo]
         elif hasattr(self.codec, "decode_batch"):
             decoded = self.codec.decode_batch([codes[i] for i in todo])
         else:

@@ -452,7 +452,8 @@ class Exporter:
                                 sampling=SamplingConfig(nar_decoding=cfg.export.nar_decoding, top_p=cfg.export.top_p,
                                                         temperature=cfg.export.temperature,
                                                         nar_temperature=cfg.export.nar_temperature,
-                                                        post_filter=cfg.export.post_filter))
+                                                        post_filter=cfg.export.post_filter,
+                                                        post_filter_strength=cfg.export.post_filter_strength))
         self.trained: set[str] = set()
         self.base: dict = {}
         if cfg.train.init_from and cfg.train.models != "both":  # parts not trained now come from there
