@@ -191,6 +191,8 @@ class Config:
             (0 < self.export.top_p <= 1, "export.top_p", self.export.top_p, "in (0, 1]"),
             (self.export.temperature > 0, "export.temperature", self.export.temperature, "> 0"),
             (self.export.nar_temperature > 0, "export.nar_temperature", self.export.nar_temperature, "> 0"),
+            (0 <= self.export.post_filter_strength <= 1, "export.post_filter_strength",
+             self.export.post_filter_strength, "in [0, 1]"),
             (self.export.post_filter == "none" or self.codec.type == "valle2-mel", "export.post_filter",
              self.export.post_filter, "'none' with an EnCodec codec (prompt_match works on valle2-mel's log-mel)"),
         ]

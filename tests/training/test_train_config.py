@@ -40,6 +40,7 @@ def test_overrides_are_typed():
     ("export.top_p=0", "export.top_p is 0.0; must be in"),
     ("export.temperature=-1", "export.temperature is -1.0; must be > 0"),
     ("export.nar_temperature=0", "export.nar_temperature is 0.0; must be > 0"),
+    ("export.post_filter_strength=1.5", "export.post_filter_strength is 1.5; must be in [0, 1]"),
     ("export.nar_decoding=beam", "expected one of 'greedy', 'min_distortion'"),
     ("train=3", "train must be a mapping"),
 ])
