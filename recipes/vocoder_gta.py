@@ -56,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from valle2 import VallE2
-    from valle2.codec.mel import match_prompt_statistics
     from valle2.codec.mel_train import load_features
     from valle2.generation.nar_decode import nar_generate
     from valle2.generation.pipeline import Prompt, Row
@@ -103,9 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             full = nar_generate(m.nar, [torch.tensor(t) for t, _ in layouts], prompts, targets, entries=entries,
                                 text_splits=[lead for _, lead in layouts], temperature=m.sampling.nar_temperature)
         for i, codes, pcodes in zip(batch, full, prompts):
-            x = codec.dequantize(codes)
-            if m.sampling.post_filter == "prompt_match":
-                x = match_prompt_statistics(x, codec.dequantize(pcodes))
+            reference = pcodes if m.sampling.post_filter == "prompt_match" else None
+            x = codec.synthesis_mel(codes, reference, m.sampling.post_filter_strength)  # what decode() vocodes
             out[:, offsets[i] : offsets[i + 1]] = x.numpy().astype(np.float16)
             frames += codes.shape[1]
         if (start // args.batch) % 10 == 0:

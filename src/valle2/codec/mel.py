@@ -397,15 +397,22 @@ class MelCodec:
 
         ``reference``: the prompt's codes [K', Tp]; when given, the decoded log-mel first takes
         the prompt's per-bin mean and spread (``match_prompt_statistics``), ``strength`` of the way."""
-        mel = self.dequantize(codes)
+        mel = self.synthesis_mel(codes, reference, strength)
         if mel.shape[-1] == 0:
             return np.zeros(0, dtype=np.float32)
-        if reference is not None:
-            mel = match_prompt_statistics(mel, self.dequantize(reference), strength=strength)
         if self.vocoder is None:
             return self._griffin_lim(mel)
         wav = self.vocoder(mel[None])[0]
         return wav.clamp(-1.0, 1.0).numpy().astype(np.float32)
+
+    def synthesis_mel(self, codes: torch.Tensor, reference: torch.Tensor | None = None,
+                      strength: float = 1.0) -> torch.Tensor:
+        """The log-mel [n_mels, T] that ``decode`` gives its vocoder: the codes dequantised and, with a
+        ``reference`` (the prompt's codes), moved ``strength`` of the way to its statistics."""
+        mel = self.dequantize(codes)
+        if reference is not None and mel.shape[-1]:
+            mel = match_prompt_statistics(mel, self.dequantize(reference), strength=strength)
+        return mel
 
     @torch.inference_mode()
     def decode_griffin_lim(self, codes: torch.Tensor, n_iter: int | None = None) -> np.ndarray:
