@@ -29,15 +29,14 @@ def main() -> None:
 
     from valle2 import VallE2
     from valle2.audio import load_audio
-    from valle2.eval.lists import from_lhotse
+    from valle2.eval.lists import from_lhotse, spaced_subset
     from valle2.generation.ar_decode import pad_text
     from valle2.models.grouping import clip_to_groups
 
     m = VallE2.from_pretrained(args.model).eval()
     utts = from_lhotse(args.corpus / f"synth_recordings_{args.split}.jsonl.gz",
                        args.corpus / f"synth_supervisions_{args.split}.jsonl.gz")
-    utts = sorted(utts, key=lambda u: u.id)
-    utts = utts[:: max(1, len(utts) // args.n)][: args.n]
+    utts = spaced_subset(utts, args.n)
     fe = m.frontend()
     data = []
     for u in utts:

@@ -16,11 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-
-def spaced(utts: list, n: int) -> list:
-    """``n`` utterances spread evenly over ``utts`` sorted by id (the same ones every run)."""
-    utts = sorted(utts, key=lambda u: u.id)
-    return utts[:: max(1, len(utts) // n)][:n]
+from valle2.eval.lists import spaced_subset as spaced  # shared with text_dependence.py
 
 
 def layout(m, u, everyone: list | None = None):

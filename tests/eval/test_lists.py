@@ -20,6 +20,7 @@ from valle2.eval.lists import (
     load_list,
     read_list_header,
     save_list,
+    spaced_subset,
     split_transcript,
 )
 
@@ -141,6 +142,15 @@ def test_plain_tuples_are_accepted():
         ("continuation", "u1", "u1"), ("continuation", "u2", "u2"),
         ("cross-sentence", "u1", "u2"), ("cross-sentence", "u2", "u1"),
     ]
+
+
+def test_spaced_subset_is_even_and_order_free():
+    utts = [Utterance(f"u{i:02d}", "s", "a.wav", "t", 1.0) for i in range(20)]
+    picked = spaced_subset(list(reversed(utts)), 5)
+    assert [u.id for u in picked] == ["u00", "u04", "u08", "u12", "u16"]
+    assert spaced_subset(utts, 50) == utts  # asking for more than there are gives all, sorted
+    with pytest.raises(ValueError, match="n is 0"):
+        spaced_subset(utts, 0)
 
 
 def test_split_transcript():

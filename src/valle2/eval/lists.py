@@ -516,6 +516,15 @@ def from_lhotse(manifest: str | os.PathLike, supervisions: str | os.PathLike | N
     return utts
 
 
+def spaced_subset(utts: Sequence[Utterance], n: int) -> list[Utterance]:
+    """``n`` utterances spread evenly over ``utts`` sorted by id: the same ones every run, whatever the
+    manifest's order (benchmarks that score a fixed sample of a split use it)."""
+    if n < 1:
+        raise ValueError(f"n is {n}; must be >= 1")
+    ordered = sorted(utts, key=lambda u: u.id)
+    return ordered[:: max(1, len(ordered) // n)][:n]
+
+
 def _read_table(path: Path) -> list[Utterance]:
     delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
     with path.open(newline="", encoding="utf-8") as f:
