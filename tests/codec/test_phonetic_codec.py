@@ -120,24 +120,12 @@ def test_phonetic_codec_needs_its_parts(codec: MelCodec):
 
 def test_recipe_phones_kmeans_export(tmp_path: Path):
     """`phones` trains (and resumes) the recogniser; `kmeans --phonetic` + `export` give a v2 codec."""
-    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
-    import soundfile as sf
-
     corpus, work = tmp_path / "corpus", tmp_path / "work"
-    corpus.mkdir()
     texts = ["a big dog", "the sun is hot", "she sells fish", "go home now"]
-    recs, sups = [], []
     for split, items in (("train", texts), ("held-out", texts[:2])):
-        recs, sups = [], []
-        for i, text in enumerate(items):
-            path = corpus / f"{split}-{i}.wav"
-            sf.write(path, vowel_tone(0.6 + 0.1 * i, 120 + 30 * i, i), SR)
-            rec = Recording.from_file(path, recording_id=f"{split}-{i}")
-            recs.append(rec)
-            sups.append(SupervisionSegment(id=rec.id, recording_id=rec.id, start=0, duration=rec.duration,
-                                           text=text, speaker="s0"))
-        RecordingSet.from_recordings(recs).to_file(corpus / f"synth_recordings_{split}.jsonl.gz")
-        SupervisionSet.from_segments(sups).to_file(corpus / f"synth_supervisions_{split}.jsonl.gz")
+        n = len(items)
+        _write_corpus(corpus, split, [120 + 30 * i for i in range(n)], speakers=["s0"] * n, texts=items,
+                      seconds=[0.6 + 0.1 * i for i in range(n)])
     small = ["--threads", "1"]
     for split in ("train", "held-out"):
         assert mel_train_main(small + ["features", "--corpus", str(corpus), "--split", split, "--work", str(work)]) == 0
@@ -219,7 +207,10 @@ def test_a_single_codebook_codec_encodes_and_decodes(codec: MelCodec):
     assert one.decode(codes).size > 0
 
 
-def _write_corpus(folder: Path, split: str, f0s: list[int], speakers: list[str] | None = None) -> None:
+def _write_corpus(folder: Path, split: str, f0s: list[int], speakers: list[str] | None = None,
+                  texts: list[str] | None = None, seconds: list[float] | None = None) -> None:
+    """A corpus-synth-shaped split: one vowel tone per f0 (0.7 s unless ``seconds``), one speaker each unless
+    ``speakers``, text "say i now" unless ``texts``; Lhotse manifests beside the WAVs."""
     from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
     import soundfile as sf
 
@@ -227,11 +218,12 @@ def _write_corpus(folder: Path, split: str, f0s: list[int], speakers: list[str] 
     recs, sups = [], []
     for i, f0 in enumerate(f0s):
         path = folder / f"{split}-{i}.wav"
-        sf.write(path, vowel_tone(0.7, f0, i), SR)
+        sf.write(path, vowel_tone(seconds[i] if seconds else 0.7, f0, i), SR)
         rec = Recording.from_file(path, recording_id=f"{folder.name}-{split}-{i}")
         recs.append(rec)
         sups.append(SupervisionSegment(id=rec.id, recording_id=rec.id, start=0, duration=rec.duration,
-                                       text=f"say {i} now", speaker=speakers[i] if speakers else f"s{i}"))
+                                       text=texts[i] if texts else f"say {i} now",
+                                       speaker=speakers[i] if speakers else f"s{i}"))
     RecordingSet.from_recordings(recs).to_file(folder / f"synth_recordings_{split}.jsonl.gz")
     SupervisionSet.from_segments(sups).to_file(folder / f"synth_supervisions_{split}.jsonl.gz")
 
