@@ -121,6 +121,8 @@ def main() -> None:
     ap.add_argument("--top-p", type=float, default=None, help="sampling override (default: the model's)")
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--top-k", type=int, default=None)
+    ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion", "expected"], default=None,
+                    help="default: the model's")
     ap.add_argument("--nar-temperature", type=float, default=None, help="min-distortion sharpening (default: the model's)")
     ap.add_argument("--post-filter", choices=["none", "prompt_match"], default=None,
                     help="log-mel post-filter before the vocoder (default: the model's)")
@@ -149,7 +151,8 @@ def main() -> None:
     sr = model.sample_rate
     chosen = pick(held_out_utterances(args.corpus, args.split), args.per_voice, args.seed, args.max_voices)
     sampling = model.sampling_config(top_p=args.top_p, temperature=args.temperature, top_k=args.top_k,
-                                     nar_temperature=args.nar_temperature, post_filter=args.post_filter,
+                                     nar_decoding=args.nar_decoding, nar_temperature=args.nar_temperature,
+                                     post_filter=args.post_filter,
                                      post_filter_strength=args.post_filter_strength)
     voices = sorted(chosen)
     prompts = {v: model.prepare_prompt((load_span(chosen[v][0], sr), sr), chosen[v][0].text) for v in voices}

@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--per-voice", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--knn", type=int, default=4, help="prompt frames averaged per codebook-0 entry")
-    ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion"], default=None,
+    ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion", "expected"], default=None,
                     help="the NAR decoding of ar_full (the model's own synthesis); default: the model's")
     ap.add_argument("--nar-temperature", type=float, nargs="+", default=None,
                     help="sharpening of min-distortion decoding (nar_med, ar_full; default: the model's); "
@@ -142,9 +142,13 @@ def main() -> None:
                     "nar_med": codec.decode(med[0, :, P:])}
             if phonetic:
                 outs["knn_prompt"] = vocode(table[codes[0]])
-                gen = torch.cat([r.codes for r in m.generate(m.make_rows(u.text, prompt), seed=n)], dim=1)
+                results = m.generate(m.make_rows(u.text, prompt), seed=n)
+                gen = torch.cat([r.codes for r in results], dim=1)
                 outs["ar_knn"] = vocode(table[gen[0]])
-                outs["ar_full"] = codec.decode(gen)
+                if results[0].residual is not None:  # nar_decoding="expected": the expected entries, not the codes'
+                    outs["ar_full"] = codec.decode(gen, residual=torch.cat([r.residual for r in results], dim=1))
+                else:
+                    outs["ar_full"] = codec.decode(gen)
                 outs["ar_mean"] = vocode(C[0][gen[0]] + mean_rest)
                 lengths["true"] += T
                 lengths["ar"] += gen.shape[1]

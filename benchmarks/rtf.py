@@ -1,7 +1,7 @@
 """Real-time factor of synthesis, split into AR, NAR and codec decode.
 
     python benchmarks/rtf.py --model MODEL_DIR --threads 1 [--nar-precision fp32|bf16] [--ar-precision fp32|int8] [--frames 270] \
-        [--nar-decoding greedy|min_distortion] [--post-filter none|prompt_match]
+        [--nar-decoding greedy|min_distortion|expected] [--post-filter none|prompt_match]
 
 Runs one sentence in the voice of the bundled demo prompt. The AR is held to exactly
 ``--frames`` frames (EOS suppressed until then) so that models with different weights —
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=270, help="generated frames (270 = 3.6 s at 75 Hz)")
     ap.add_argument("--text", default="The quick brown fox jumps over the lazy dog by the river.")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion"], default=None, help="default: the model's")
+    ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion", "expected"], default=None, help="default: the model's")
     ap.add_argument("--post-filter", choices=["none", "prompt_match"], default=None, help="default: the model's")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

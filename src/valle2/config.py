@@ -147,7 +147,7 @@ class ExportConfig:
     nar_precision: Literal["fp32", "bf16"] = "fp32"  # bf16: NAR passes under autocast (2.3x faster on AMX CPUs)
     ar_precision: Literal["fp32", "int8"] = "fp32"  # int8: synthesis on the CPU decodes with int8 AR weights
     # the model's default NAR decoding; min_distortion suits codecs with large codebooks (RESULTS.md, codec v3)
-    nar_decoding: Literal["greedy", "min_distortion"] = "greedy"
+    nar_decoding: Literal["greedy", "min_distortion", "expected"] = "greedy"
     top_p: float = 0.8  # the model's default AR sampling (valle2.generation.sampling.SamplingConfig)
     temperature: float = 1.0
     nar_temperature: float = 1.0  # sharpening of min_distortion decoding (< 1: nearer greedy; SamplingConfig)

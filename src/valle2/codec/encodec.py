@@ -210,12 +210,29 @@ class EncodecCodec:
         """
         return self.encode_batch([wav], sr)[0]
 
-    def decode(self, codes: torch.Tensor | np.ndarray) -> np.ndarray:
+    # decode(codes, residual=r): codebook 0's latent + r (the NAR's expected entries, nar_decode.py)
+    supports_residual = True
+
+    def decode(self, codes: torch.Tensor | np.ndarray, residual: torch.Tensor | None = None) -> np.ndarray:
         """Codes ``[K, T]`` -> float32 mono waveform ``[T * hop]`` at :attr:`sample_rate`.
 
-        Fewer than :attr:`n_codebooks` rows decode the coarser codebooks only.
+        Fewer than :attr:`n_codebooks` rows decode the coarser codebooks only. ``residual``
+        ``[D, T]`` (a latent): decode codebook 0's latent plus it instead of the sum over all rows.
         """
-        return self.decode_batch([codes])[0]
+        if residual is None:
+            return self.decode_batch([codes])[0]
+        c = self._check_codes(codes, 0)
+        n = c.shape[1]
+        dim = int(self.model.quantizer.layers[0].codebook.embed.shape[-1])
+        if tuple(residual.shape) != (dim, n):
+            raise ValueError(f"residual must be [D, T] = [{dim}, {n}], got {list(residual.shape)}")
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        with torch.inference_mode():
+            latent = self.model.quantizer.decode(c[:1, None].to(self.device))  # (1, D, T)
+            latent = latent + residual[None].to(self.device, latent.dtype)
+            audio = self.model.decoder(latent)[0, 0].float().cpu().numpy()
+        return np.ascontiguousarray(audio[: n * self.hop_length], dtype=np.float32)
 
     def identity(self) -> dict:
         """``{"type": "encodec", "name_or_path": ..., "bandwidth": ...}`` for hub/local models,

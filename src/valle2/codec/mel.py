@@ -390,14 +390,18 @@ class MelCodec:
 
     # decode(codes, reference=prompt_codes) gives the output the prompt's log-mel statistics
     supports_prompt_match = True
+    # decode(codes, residual=r) decodes codebook 0's entry + r (the NAR's expected entries, nar_decode.py)
+    supports_residual = True
 
     @torch.inference_mode()
-    def decode(self, codes: torch.Tensor, reference: torch.Tensor | None = None, strength: float = 1.0) -> np.ndarray:
+    def decode(self, codes: torch.Tensor, reference: torch.Tensor | None = None, strength: float = 1.0,
+               residual: torch.Tensor | None = None) -> np.ndarray:
         """Codes [K, T] -> float32 waveform [T * hop] at 24 kHz (vocoder, else Griffin-Lim).
 
         ``reference``: the prompt's codes [K', Tp]; when given, the decoded log-mel first takes
-        the prompt's per-bin mean and spread (``match_prompt_statistics``), ``strength`` of the way."""
-        mel = self.synthesis_mel(codes, reference, strength)
+        the prompt's per-bin mean and spread (``match_prompt_statistics``), ``strength`` of the way.
+        ``residual`` [n_mels, T]: decode codebook 0's entries plus this instead of all K codes' entries."""
+        mel = self.synthesis_mel(codes, reference, strength, residual)
         if mel.shape[-1] == 0:
             return np.zeros(0, dtype=np.float32)
         if self.vocoder is None:
@@ -406,10 +410,17 @@ class MelCodec:
         return wav.clamp(-1.0, 1.0).numpy().astype(np.float32)
 
     def synthesis_mel(self, codes: torch.Tensor, reference: torch.Tensor | None = None,
-                      strength: float = 1.0) -> torch.Tensor:
-        """The log-mel [n_mels, T] that ``decode`` gives its vocoder: the codes dequantised and, with a
-        ``reference`` (the prompt's codes), moved ``strength`` of the way to its statistics."""
-        mel = self.dequantize(codes)
+                      strength: float = 1.0, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """The log-mel [n_mels, T] that ``decode`` gives its vocoder: the codes dequantised (with a
+        ``residual``: codebook 0's entries + it) and, with a ``reference`` (the prompt's codes), moved
+        ``strength`` of the way to its statistics."""
+        if residual is None:
+            mel = self.dequantize(codes)
+        else:
+            if residual.shape != (self.config.n_mels, codes.shape[-1]):
+                raise ValueError(f"residual must be [n_mels, T] = [{self.config.n_mels}, {codes.shape[-1]}], "
+                                 f"got {list(residual.shape)}")
+            mel = self.dequantize(codes[:1]) + residual.to(self.codebooks.dtype)
         if reference is not None and mel.shape[-1]:
             mel = match_prompt_statistics(mel, self.dequantize(reference), strength=strength)
         return mel

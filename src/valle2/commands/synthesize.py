@@ -30,11 +30,11 @@ def register(sub) -> None:
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--no-ras", action="store_true", help="plain nucleus sampling instead of repetition-aware sampling")
-    p.add_argument("--nar-decoding", choices=["greedy", "min_distortion"], default=None,
+    p.add_argument("--nar-decoding", choices=["greedy", "min_distortion", "expected"], default=None,
                    help="how the NAR picks codebooks 1..K-1: most probable code, or the code nearest the expected "
-                        "code vector (default from the model)")
+                        "code vector; expected: the codec decodes the expected vectors themselves (default from the model)")
     p.add_argument("--nar-temperature", type=float, default=None,
-                   help="min_distortion only: sharpen the NAR's distribution first (< 1: nearer greedy; "
+                   help="min_distortion and expected only: sharpen the NAR's distribution first (< 1: nearer greedy; "
                         "default from the model)")
     p.add_argument("--post-filter", choices=["none", "prompt_match"], default=None,
                    help="before the vocoder, give the output the prompt's log-mel mean and spread per mel bin "
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
                         nar_temperature=args.nar_temperature, post_filter=args.post_filter,
                         post_filter_strength=args.post_filter_strength)
         chosen = model.sampling_config(**sampling)  # validate before the expensive work
-        if args.nar_temperature is not None and chosen.nar_decoding != "min_distortion":
-            raise ValueError(f"--nar-temperature applies to min_distortion NAR decoding; this run decodes "
-                             f"{chosen.nar_decoding} (add --nar-decoding min_distortion)")
+        if args.nar_temperature is not None and chosen.nar_decoding == "greedy":
+            raise ValueError("--nar-temperature applies to min_distortion and expected NAR decoding; this run decodes "
+                             "greedy (add --nar-decoding min_distortion)")
     except ValueError as e:
         raise Valle2Error(str(e)) from None
     t1 = time.perf_counter()

@@ -6,6 +6,12 @@ choice) or, given the codec's code entries, the entry nearest to the NAR's *expe
 of the decoded representation, ``E||e_v - X||^2 = ||e_v - E[X]||^2 + const``. With a residual
 codec whose stages have many near-equivalent entries, greedy decoding commits to confident
 wrong codes; benchmarks/RESULTS.md measures both.
+
+A third choice, ``expected``, passes the codes of ``min_distortion`` from stage to stage (the
+NAR is conditioned on codes) but hands the codec the expected entries themselves, summed over
+stages 1..K-1: the Bayes estimate of the residual, without the error of snapping it to the
+nearest entry (``nar_generate(..., return_expected=True)``; the codec decodes codebook 0's
+entry plus that sum).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from valle2.models.nar import NARModel
 def nar_generate(
     model: NARModel, texts: list[torch.Tensor], prompts: list[torch.Tensor], targets: list[torch.Tensor],
     entries: torch.Tensor | None = None, text_splits: list[int] | None = None, temperature: float = 1.0,
-) -> list[torch.Tensor]:
+    return_expected: bool = False,
+) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
     """texts: ids ending in EOS; prompts: all codes (K, P_i); targets: codebook 0 (T_i,) -> codes (K, T_i).
 
     ``entries`` (K, V, D), the codec's code vectors: decode by minimum expected distortion
@@ -28,7 +35,12 @@ def nar_generate(
     ``temperature`` (< 1: nearer greedy). ``text_splits``: per row, how many leading text ids
     are the prompt's transcript (+ separator), for a NAR with progress encodings; the frames
     split at the prompt. None: one segment.
+
+    ``return_expected`` (needs ``entries``): also return, per row, the expected entries of stages
+    1..K-1 summed, ``(D, T_i)`` float32: ``(codes, expected)``.
     """
+    if return_expected and entries is None:
+        raise ValueError("return_expected needs the codec's code entries")
     device = next(model.parameters()).device
     K = model.K
     B = len(texts)
@@ -44,20 +56,40 @@ def nar_generate(
     text_split = frame_split = None
     if text_splits is not None:
         text_split, frame_split = torch.tensor(text_splits, device=device), prompt_lens
+    residual = None
     for j in range(1, K):
         stage = torch.full((B,), j, dtype=torch.long, device=device)
         logits = model(text, text_valid, codes, prompt_lens, code_lens, stage, text_split, frame_split)  # (B, C, V)
-        picked = pick_codes(logits, None if entries is None else entries[j], temperature)
+        if entries is None:
+            picked = pick_codes(logits)
+        else:
+            expected = expected_entry(logits, entries[j], temperature)  # (B, C, D)
+            picked = pick_codes(logits, entries[j], expected=expected)
+            if return_expected:
+                residual = expected if residual is None else residual + expected
         codes[:, j] = torch.where(is_target, picked, codes[:, j])
-    return [codes[i, :, int(prompt_lens[i]) : int(code_lens[i])].cpu() for i in range(B)]
+    spans = [(int(prompt_lens[i]), int(code_lens[i])) for i in range(B)]
+    out = [codes[i, :, a:b].cpu() for i, (a, b) in enumerate(spans)]
+    if not return_expected:
+        return out
+    if residual is None:  # K == 1: nothing beyond codebook 0
+        return out, [torch.zeros(entries.shape[-1], b - a) for a, b in spans]
+    return out, [residual[i, a:b].T.float().cpu() for i, (a, b) in enumerate(spans)]
 
 
-def pick_codes(logits: torch.Tensor, entries: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+def expected_entry(logits: torch.Tensor, entries: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """The expected entry ``(..., D)`` under ``softmax(logits / temperature)`` over entries ``(V, D)``."""
+    return (logits.float() / temperature).softmax(-1) @ entries.to(logits.device, torch.float32)
+
+
+def pick_codes(logits: torch.Tensor, entries: torch.Tensor | None = None, temperature: float = 1.0,
+               expected: torch.Tensor | None = None) -> torch.Tensor:
     """Codes ``(..., )`` from logits ``(..., V)``: argmax, or the entry nearest the expected entry
-    under ``softmax(logits / temperature)``."""
+    under ``softmax(logits / temperature)`` (``expected``: that entry, when already computed)."""
     if entries is None:
         return logits.argmax(-1)
     e = entries.to(logits.device, torch.float32)  # (V, D)
-    expected = (logits.float() / temperature).softmax(-1) @ e  # (..., D)
+    if expected is None:
+        expected = expected_entry(logits, e, temperature)  # (..., D)
     # argmin_v ||e_v - x||^2 = argmin_v (||e_v||^2 - 2 e_v . x)
     return ((e * e).sum(-1) - 2 * expected @ e.T).argmin(-1)

@@ -81,6 +81,9 @@ class RowResult:
     hit_limit: bool
     expected_frames: float
     info: dict = field(default_factory=dict)
+    # nar_decoding="expected": the NAR's expected entries of codebooks 1..K-1, summed, (D, T); the codec
+    # decodes codebook 0's entry plus this instead of the entries of codes[1:]
+    residual: torch.Tensor | None = None
 
 
 def encode_prompt(codec, wav: np.ndarray, sr: int, text: str, phone_ids: list[int], group_size: int) -> Prompt:
@@ -132,14 +135,15 @@ def generate_rows(
     agreed with fp32 on 99.1 % of frames even for untrained weights. bf16 autocast does not
     speed up the AR's one-position steps; ``VallE2`` may pass an int8 copy of it (``quantize_ar``).
 
-    ``sampling.nar_decoding="min_distortion"`` needs ``code_entries`` (K, V, D), the codec's code vectors.
+    ``sampling.nar_decoding`` "min_distortion" and "expected" need ``code_entries`` (K, V, D), the codec's
+    code vectors; "expected" also fills each result's ``residual``.
     """
     if nar_precision not in NAR_PRECISIONS:
         raise ValueError(f"nar_precision is {nar_precision!r}; must be one of {NAR_PRECISIONS}")
     entries = None
-    if sampling.nar_decoding == "min_distortion":
+    if sampling.nar_decoding in ("min_distortion", "expected"):
         if code_entries is None:
-            raise ValueError("nar_decoding='min_distortion' needs the codec's code entries, and this codec "
+            raise ValueError(f"nar_decoding={sampling.nar_decoding!r} needs the codec's code entries, and this codec "
                              "exposes none (use nar_decoding='greedy')")
         entries = code_entries
     results: list[RowResult] = []
@@ -155,13 +159,17 @@ def generate_rows(
         device_type = next(nar.parameters()).device.type
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=nar_precision == "bf16"):
             full = nar_generate(nar, texts, [r.prompt.codes for r in chunk], ar_out.codes, entries=entries,
-                                text_splits=[lead for _, lead in laid_out], temperature=sampling.nar_temperature)
-        for r, codes, hit in zip(chunk, full, ar_out.hit_limit):
+                                text_splits=[lead for _, lead in laid_out], temperature=sampling.nar_temperature,
+                                return_expected=sampling.nar_decoding == "expected")
+        residuals = [None] * len(chunk)
+        if sampling.nar_decoding == "expected":
+            full, residuals = full
+        for r, codes, hit, residual in zip(chunk, full, ar_out.hit_limit, residuals):
             if hit:
                 logger.warning(
                     "sentence stopped at its length limit (%d frames, expected ~%.0f): %r",
                     r.max_frames, r.expected_frames, r.text[:60],
                 )
             results.append(RowResult(codes=codes, hit_limit=hit, expected_frames=r.expected_frames,
-                                     info={"ar_steps": ar_out.steps}))
+                                     info={"ar_steps": ar_out.steps}, residual=residual))
     return results

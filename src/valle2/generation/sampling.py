@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 
-NAR_DECODINGS = ("greedy", "min_distortion")
+NAR_DECODINGS = ("greedy", "min_distortion", "expected")
 POST_FILTERS = ("none", "prompt_match")
 
 
@@ -25,8 +25,10 @@ class SamplingConfig:
     ras_window: int = 10  # K in the paper
     ras_threshold: float = 0.1  # t_r in the paper
     repetition_aware: bool = True
-    nar_decoding: str = "greedy"  # or "min_distortion" (needs a codec with code entries; nar_decode.py)
-    # min_distortion only: the NAR's distribution is sharpened to softmax(logits / T) before the
+    # or "min_distortion", or "expected": the codec decodes the NAR's expected entries instead of the
+    # codes nearest them (both need a codec with code entries; nar_decode.py)
+    nar_decoding: str = "greedy"
+    # min_distortion and expected: the NAR's distribution is sharpened to softmax(logits / T) before the
     # expected entry is taken. 1: the Bayes choice; towards 0: greedy. Lower keeps more of the
     # speaker's detail; higher, more of the words (benchmarks/RESULTS.md).
     nar_temperature: float = 1.0

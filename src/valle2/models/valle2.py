@@ -42,12 +42,16 @@ DEFAULT_MODEL = "default"
 MIN_PIECE_WORDS = 3
 
 
-def post_filter_problem(codec, sampling: SamplingConfig) -> str | None:
-    """Why ``codec`` cannot apply ``sampling.post_filter`` (None when it can)."""
-    if sampling.post_filter == "none" or getattr(codec, "supports_prompt_match", False):
-        return None
-    return (f"post_filter={sampling.post_filter!r} needs a codec that decodes through a log-mel (valle2-mel); "
-            f"this model's codec ({codec.identity().get('type')}) does not: use post_filter='none'")
+def decoding_problem(codec, sampling: SamplingConfig) -> str | None:
+    """Why ``codec`` cannot decode as ``sampling`` asks (post-filter, NAR decoding); None when it can."""
+    kind = codec.identity().get("type")
+    if sampling.post_filter != "none" and not getattr(codec, "supports_prompt_match", False):
+        return (f"post_filter={sampling.post_filter!r} needs a codec that decodes through a log-mel (valle2-mel); "
+                f"this model's codec ({kind}) does not: use post_filter='none'")
+    if sampling.nar_decoding == "expected" and not getattr(codec, "supports_residual", False):
+        return (f"nar_decoding='expected' needs a codec that decodes a codebook-0 entry plus a continuous residual "
+                f"(valle2-mel, EnCodec); this model's codec ({kind}) does not: use nar_decoding='min_distortion'")
+    return None
 
 
 class VallE2(nn.Module):
@@ -150,7 +154,7 @@ class VallE2(nn.Module):
         symbols = SymbolTable.load(folder / "symbols.json")
         codec_dir = folder / "codec"
         codec = load_codec(meta["codec"], codec_dir if codec_dir.is_dir() else None)
-        problem = post_filter_problem(codec, sampling)
+        problem = decoding_problem(codec, sampling)
         if problem:
             raise ModelFileError(f"{cfg_path}: {problem}")
         model = cls(config, symbols, codec, language=meta.get("language", "en-us"),
@@ -263,7 +267,7 @@ class VallE2(nn.Module):
         sep = self.symbols.separator_ids()
         sampling = sampling or self.sampling
         entries = None
-        if sampling.nar_decoding == "min_distortion" and hasattr(self.codec, "code_entries"):
+        if sampling.nar_decoding in ("min_distortion", "expected") and hasattr(self.codec, "code_entries"):
             entries = self.codec.code_entries()
         return generate_rows(self.decoding_ar(), self.nar, rows, sep_ids=sep, eos_id=self.symbols.id("<eos>"),
                              sampling=sampling, generator=gen, max_batch=max_batch,
@@ -287,7 +291,7 @@ class VallE2(nn.Module):
         if unknown:
             raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
         chosen = replace(self.sampling, **overrides)
-        self._check_post_filter(chosen)
+        self._check_decoding(chosen)
         return chosen
 
     def synthesize(self, text: str, prompt_audio, prompt_text: str, seed: int | None = None, *,
@@ -337,11 +341,13 @@ class VallE2(nn.Module):
                     for j in jobs]
         flat = [r for rows in job_rows for r in rows]
         sampling = sampling or self.sampling
-        self._check_post_filter(sampling)
+        self._check_decoding(sampling)
         results = self.generate(flat, seed=seed, sampling=sampling, max_batch=max_batch)
         # One codec call for every row of every job: the server sends one sentence per job.
         refs = [r.prompt.codes for r in flat] if sampling.post_filter == "prompt_match" else None
-        all_waves = self._decode([r.codes for r in results], refs, strength=sampling.post_filter_strength)
+        residuals = [r.residual for r in results] if sampling.nar_decoding == "expected" else None
+        all_waves = self._decode([r.codes for r in results], refs, strength=sampling.post_filter_strength,
+                                 residuals=residuals)
         outputs, at = [], 0
         for job, rows, auth in zip(jobs, job_rows, auths):
             job_waves = all_waves[at : at + len(rows)]
@@ -362,19 +368,24 @@ class VallE2(nn.Module):
             outputs.append(policy.finalize(wav, self.sample_rate, auth, job.text))
         return outputs
 
-    def _check_post_filter(self, sampling: SamplingConfig) -> None:
-        problem = post_filter_problem(self.codec, sampling)
+    def _check_decoding(self, sampling: SamplingConfig) -> None:
+        problem = decoding_problem(self.codec, sampling)
         if problem:
             raise ValueError(problem)
 
     def _decode(self, codes: list[torch.Tensor], refs: list[torch.Tensor] | None = None,
-                strength: float = 1.0) -> list[np.ndarray]:
+                strength: float = 1.0, residuals: list[torch.Tensor] | None = None) -> list[np.ndarray]:
         """Codes -> waveforms, batched when the codec can; empty codes give empty audio.
-        ``refs``: one prompt's codes per row, for the prompt-matched post-filter (``strength`` of the way)."""
+        ``refs``: one prompt's codes per row, for the prompt-matched post-filter (``strength`` of the way).
+        ``residuals``: per row, the NAR's expected entries of codebooks 1..K-1 (nar_decoding="expected"),
+        decoded on top of codebook 0's entry instead of the codes' entries."""
         waves: list[np.ndarray] = [np.zeros(0, np.float32)] * len(codes)
         todo = [i for i, c in enumerate(codes) if c.shape[1]]
+        extra = (lambda i: {"residual": residuals[i]}) if residuals is not None else (lambda i: {})
         if refs is not None:
-            decoded = [self.codec.decode(codes[i], reference=refs[i], strength=strength) for i in todo]
+            decoded = [self.codec.decode(codes[i], reference=refs[i], strength=strength, **extra(i)) for i in todo]
+        elif residuals is not None:
+            decoded = [self.codec.decode(codes[i], residual=residuals[i]) for i in todo]
         elif hasattr(self.codec, "decode_batch"):
             decoded = self.codec.decode_batch([codes[i] for i in todo])
         else:
