@@ -1,7 +1,7 @@
 """Real-time factor of synthesis, split into AR, NAR and codec decode.
 
     python benchmarks/rtf.py --model MODEL_DIR --threads 1 [--nar-precision fp32|bf16] [--ar-precision fp32|int8] [--frames 270] \
-        [--nar-decoding greedy|min_distortion|expected] [--post-filter none|prompt_match]
+        [--nar-decoding greedy|min_distortion|expected] [--nar-weight W] [--post-filter none|prompt_match]
 
 Runs one sentence in the voice of the bundled demo prompt. The AR is held to exactly
 ``--frames`` frames (EOS suppressed until then) so that models with different weights —
@@ -22,6 +22,7 @@ import torch
 from valle2 import VallE2
 from valle2.generation.ar_decode import ar_generate
 from valle2.generation.nar_decode import nar_generate
+from valle2.generation.pipeline import RowResult
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "valle2" / "assets" / "voices" / "demo"
 
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion", "expected"], default=None, help="default: the model's")
     ap.add_argument("--post-filter", choices=["none", "prompt_match"], default=None, help="default: the model's")
+    ap.add_argument("--nar-weight", type=float, default=None, help="0-1 (default: the model's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -45,7 +47,8 @@ def main() -> None:
     model.ar_precision = args.ar_precision or model.ar_precision
     ar_model = model.decoding_ar()  # an int8 copy is made here, once, not timed (as in a server)
     decoding = args.nar_decoding or model.sampling.nar_decoding
-    entries = model.codec.code_entries() if decoding == "min_distortion" else None
+    entries = model.codec.code_entries() if decoding in ("min_distortion", "expected") else None
+    sampling = model.sampling_config(nar_decoding=decoding, nar_weight=args.nar_weight)
     post_filter = args.post_filter or model.sampling.post_filter
     prompt = model.prepare_prompt(DEMO / "prompt.wav", (DEMO / "prompt.txt").read_text().strip())
     [row] = model.make_rows(args.text, prompt)
@@ -58,20 +61,24 @@ def main() -> None:
                          torch.Generator().manual_seed(0), min_frames=[args.frames])
         t1 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            codes = nar_generate(model.nar, text, [prompt.codes], ar.codes, entries=entries,
-                                 text_splits=[lead])[0]
+            out = nar_generate(model.nar, text, [prompt.codes], ar.codes, entries=entries, text_splits=[lead],
+                               temperature=sampling.nar_temperature, return_expected=decoding == "expected")
+        codes, residual = (out[0][0], out[1][0]) if decoding == "expected" else (out[0], None)
         t2 = time.perf_counter()
+        # what the codec decodes on top of codebook 0 (expected decoding, nar_weight < 1), as synthesis does
+        res = model._residuals([RowResult(codes, False, 0.0, residual=residual)], sampling)
+        kw = {"residual": res[0]} if res is not None else {}
         if post_filter == "prompt_match":
-            wav = model.codec.decode(codes, reference=prompt.codes, strength=model.sampling.post_filter_strength)
+            wav = model.codec.decode(codes, reference=prompt.codes, strength=model.sampling.post_filter_strength, **kw)
         else:
-            wav = model.codec.decode(codes)
+            wav = model.codec.decode(codes, **kw)
         t3 = time.perf_counter()
         times = (t1 - t0, t2 - t1, t3 - t2)
         best = times if best is None or sum(times) < sum(best) else best
     seconds = len(wav) / model.sample_rate
     ar_s, nar_s, codec_s = best
     result = {
-        "model": args.model, "threads": args.threads, "nar_precision": precision, "ar_precision": model.ar_precision, "nar_decoding": decoding, "post_filter": post_filter, "audio_seconds": round(seconds, 3),
+        "model": args.model, "threads": args.threads, "nar_precision": precision, "ar_precision": model.ar_precision, "nar_decoding": decoding, "nar_weight": sampling.nar_weight, "post_filter": post_filter, "audio_seconds": round(seconds, 3),
         "ar_s": round(ar_s, 3), "ar_ms_per_step": round(ar_s / ar.steps * 1000, 2), "nar_s": round(nar_s, 3),
         "codec_s": round(codec_s, 3), "rtf": round(sum(best) / seconds, 4),
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),

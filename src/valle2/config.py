@@ -154,6 +154,7 @@ class ExportConfig:
     # before the vocoder: match the prompt's log-mel mean and spread (valle2-mel codecs; SamplingConfig)
     post_filter: Literal["none", "prompt_match"] = "none"
     post_filter_strength: float = 1.0  # how far prompt_match moves the log-mel (SamplingConfig)
+    nar_weight: float = 1.0  # how much of the NAR's codebooks 1..K-1 the codec decodes (SamplingConfig)
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class Config:
             (0 < self.export.top_p <= 1, "export.top_p", self.export.top_p, "in (0, 1]"),
             (self.export.temperature > 0, "export.temperature", self.export.temperature, "> 0"),
             (self.export.nar_temperature > 0, "export.nar_temperature", self.export.nar_temperature, "> 0"),
+            (0 <= self.export.nar_weight <= 1, "export.nar_weight", self.export.nar_weight, "in [0, 1]"),
             (0 <= self.export.post_filter_strength <= 1, "export.post_filter_strength",
              self.export.post_filter_strength, "in [0, 1]"),
             (self.export.post_filter == "none" or self.codec.type == "valle2-mel", "export.post_filter",

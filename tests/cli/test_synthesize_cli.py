@@ -67,6 +67,16 @@ def test_cli_nar_decoding_option(capsys, prompt_wav, tmp_path):
     code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "y.wav"),
                            "--nar-decoding", "greedy", "--nar-temperature", "0.5")
     assert code != 0 and "applies to min_distortion" in err and not (tmp_path / "y.wav").exists()
+    for flag, value in (("--nar-decoding", "expected"), ("--nar-weight", "0.5")):
+        other = tmp_path / f"{value}.wav"
+        code, _, err = run_cli(capsys, "--text", "Nearest entry.", "--prompt", str(prompt_wav), "--out", str(other),
+                               "--nar-decoding", "min_distortion", flag, value)
+        assert code == 0, err
+        d = sf.read(other)[0]
+        assert len(d) == len(b) and not np.array_equal(d, b)  # the same codes, decoded with another residual
+    code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "w.wav"),
+                           "--nar-weight", "1.5")
+    assert code != 0 and "nar_weight is 1.5; must be in [0, 1]" in err and not (tmp_path / "w.wav").exists()
 
 
 def _write(tmp_path, name, wav, sr=16000):

@@ -132,3 +132,43 @@ def test_a_codec_without_residual_decoding_refuses_it(debug_model, tmp_path, mon
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="nar_decoding"):
         VallE2.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("which", ["mel", "encodec"])
+def test_nar_weight_blends_the_nar_residual_with_the_mean_entries(which, mel_model, debug_model, prompt_wav):
+    model = mel_model if which == "mel" else debug_model
+    text = "Half of the residual."
+    prompt = model.prepare_prompt(str(prompt_wav), PROMPT_TEXT)
+    sampling = model.sampling_config(nar_decoding="min_distortion")
+    [r] = model.generate(model.make_rows(text, prompt), seed=0, sampling=sampling)
+    entries = model.codec.code_entries().float()
+    own = sum(entries[k][r.codes[k]] for k in range(1, entries.shape[0])).T  # (D, T): the NAR's codes' entries
+    mean = entries[1:].mean(1).sum(0)[:, None]
+    assert model._residuals([r], sampling) is None  # weight 1, codes: decoded as they are
+    for w in (0.0, 0.3):
+        [res] = model._residuals([r], model.sampling_config(nar_decoding="min_distortion", nar_weight=w))
+        torch.testing.assert_close(res, w * own + (1 - w) * mean)
+    [e] = model.generate(model.make_rows(text, prompt), seed=0, sampling=model.sampling_config(nar_decoding="expected"))
+    [res] = model._residuals([e], model.sampling_config(nar_decoding="expected", nar_weight=0.5))
+    torch.testing.assert_close(res, 0.5 * e.residual + 0.5 * mean)  # with expected decoding: its residual, blended
+    full, _ = model.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0, nar_decoding="min_distortion",
+                               unsafe_no_consent=True)
+    half, _ = model.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0, nar_decoding="min_distortion",
+                               nar_weight=0.5, unsafe_no_consent=True)
+    assert len(full) == len(half) and not np.array_equal(full, half)
+    with pytest.raises(ValueError, match="nar_weight is -0.1"):
+        model.sampling_config(nar_weight=-0.1)
+
+
+def test_nar_weight_is_saved_and_checked(mel_model, tmp_path):
+    from valle2.config import ConfigError, config_from_dict
+
+    folder = mel_model.save_pretrained(tmp_path / "m")
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["sampling"]["nar_weight"] == 1.0
+    meta["sampling"]["nar_weight"] = 0.6
+    (folder / "config.json").write_text(json.dumps(meta))
+    assert VallE2.from_pretrained(folder).sampling.nar_weight == 0.6
+    with pytest.raises(ConfigError, match="export.nar_weight"):
+        config_from_dict({"export": {"nar_weight": 2}})
+    assert config_from_dict({"export": {"nar_weight": 0.6}}).export.nar_weight == 0.6

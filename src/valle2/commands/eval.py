@@ -54,6 +54,8 @@ def register(sub) -> None:
                    help="log-mel post-filter before the vocoder (valle2-mel codecs; default from the model)")
     p.add_argument("--post-filter-strength", type=float, default=None, metavar="S",
                    help="how far prompt_match moves the log-mel, 0-1 (default from the model)")
+    p.add_argument("--nar-weight", type=float, default=None, metavar="W",
+                   help="how much of the NAR's codebooks 1..K-1 the codec decodes, 0-1 (default from the model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -144,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         print("note: using the tiny RANDOM 'debug' model: its output is noise, expect WER near 100%", file=sys.stderr)
     sampling = {k: v for k, v in (("top_p", args.top_p), ("temperature", args.temperature),
                                   ("post_filter", args.post_filter),
-                                  ("post_filter_strength", args.post_filter_strength)) if v is not None}
+                                  ("post_filter_strength", args.post_filter_strength),
+                                  ("nar_weight", args.nar_weight)) if v is not None}
     try:
         model.sampling_config(**sampling)
     except ValueError as exc:

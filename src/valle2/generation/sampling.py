@@ -38,6 +38,10 @@ class SamplingConfig:
     # How far prompt_match moves the log-mel: 1 all the way, 0.5 half way (valle2.codec.mel.match_prompt_statistics).
     # Less keeps more of the words and less of the voice (benchmarks/RESULTS.md, session 12).
     post_filter_strength: float = 1.0
+    # How much of the NAR's codebooks 1..K-1 the codec decodes: 1 all of them (the paper), 0 only the mean entry
+    # of each (codebook 0 alone says the words); between, codebook 0 + w * the NAR's residual + (1 - w) * the mean
+    # residual. The NAR's codes carry the voice and, with a small model, cost words (benchmarks/RESULTS.md, session 13).
+    nar_weight: float = 1.0
 
     def __post_init__(self):
         if not 0.0 < self.top_p <= 1.0:
@@ -52,6 +56,8 @@ class SamplingConfig:
             raise ValueError(f"nar_temperature is {self.nar_temperature}; must be > 0")
         if self.nar_decoding not in NAR_DECODINGS:
             raise ValueError(f"nar_decoding is {self.nar_decoding!r}; must be one of {', '.join(NAR_DECODINGS)}")
+        if not 0.0 <= self.nar_weight <= 1.0:
+            raise ValueError(f"nar_weight is {self.nar_weight}; must be in [0, 1]")
         if not 0.0 <= self.post_filter_strength <= 1.0:
             raise ValueError(f"post_filter_strength is {self.post_filter_strength}; must be in [0, 1]")
         if self.post_filter not in POST_FILTERS:

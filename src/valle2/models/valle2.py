@@ -51,6 +51,9 @@ def decoding_problem(codec, sampling: SamplingConfig) -> str | None:
     if sampling.nar_decoding == "expected" and not getattr(codec, "supports_residual", False):
         return (f"nar_decoding='expected' needs a codec that decodes a codebook-0 entry plus a continuous residual "
                 f"(valle2-mel, EnCodec); this model's codec ({kind}) does not: use nar_decoding='min_distortion'")
+    if sampling.nar_weight < 1 and not (getattr(codec, "supports_residual", False) and hasattr(codec, "code_entries")):
+        return (f"nar_weight={sampling.nar_weight} needs a codec that decodes a codebook-0 entry plus a continuous "
+                f"residual (valle2-mel, EnCodec); this model's codec ({kind}) does not: use nar_weight=1")
     return None
 
 
@@ -345,7 +348,7 @@ class VallE2(nn.Module):
         results = self.generate(flat, seed=seed, sampling=sampling, max_batch=max_batch)
         # One codec call for every row of every job: the server sends one sentence per job.
         refs = [r.prompt.codes for r in flat] if sampling.post_filter == "prompt_match" else None
-        residuals = [r.residual for r in results] if sampling.nar_decoding == "expected" else None
+        residuals = self._residuals(results, sampling)
         all_waves = self._decode([r.codes for r in results], refs, strength=sampling.post_filter_strength,
                                  residuals=residuals)
         outputs, at = [], 0
@@ -393,6 +396,28 @@ class VallE2(nn.Module):
         for i, w in zip(todo, decoded):
             waves[i] = w
         return waves
+
+    def _residuals(self, results: list[RowResult], sampling: SamplingConfig) -> list[torch.Tensor] | None:
+        """What the codec decodes on top of codebook 0, per row (None: the codes as they are).
+
+        ``nar_decoding="expected"``: the NAR's expected entries; with ``nar_weight`` w < 1, that residual (or the
+        entries of the NAR's codes) scaled by w plus (1 - w) times the mean entry of each codebook 1..K-1."""
+        if sampling.nar_decoding != "expected" and sampling.nar_weight >= 1:
+            return None
+        entries = self.codec.code_entries().float() if sampling.nar_weight < 1 else None
+        out = []
+        for r in results:
+            res = r.residual
+            if sampling.nar_weight < 1:
+                K = entries.shape[0]
+                if res is None:
+                    res = torch.zeros(entries.shape[-1], r.codes.shape[1])
+                    for k in range(1, min(K, r.codes.shape[0])):
+                        res = res + entries[k][r.codes[k]].T
+                mean = entries[1:].mean(1).sum(0) if K > 1 else torch.zeros(entries.shape[-1])
+                res = sampling.nar_weight * res + (1 - sampling.nar_weight) * mean[:, None]
+            out.append(res)
+        return out
 
     def _select(self, waves, row: Row, select, prompt: Prompt) -> int:
         from valle2.eval.scorers import get_scorer

@@ -453,7 +453,8 @@ class Exporter:
                                                         temperature=cfg.export.temperature,
                                                         nar_temperature=cfg.export.nar_temperature,
                                                         post_filter=cfg.export.post_filter,
-                                                        post_filter_strength=cfg.export.post_filter_strength))
+                                                        post_filter_strength=cfg.export.post_filter_strength,
+                                                        nar_weight=cfg.export.nar_weight))
         self.trained: set[str] = set()
         self.base: dict = {}
         if cfg.train.init_from and cfg.train.models != "both":  # parts not trained now come from there
