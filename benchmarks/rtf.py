@@ -48,8 +48,8 @@ def main() -> None:
     ar_model = model.decoding_ar()  # an int8 copy is made here, once, not timed (as in a server)
     decoding = args.nar_decoding or model.sampling.nar_decoding
     entries = model.codec.code_entries() if decoding in ("min_distortion", "expected") else None
-    sampling = model.sampling_config(nar_decoding=decoding, nar_weight=args.nar_weight)
-    post_filter = args.post_filter or model.sampling.post_filter
+    sampling = model.sampling_config(nar_decoding=decoding, nar_weight=args.nar_weight, post_filter=args.post_filter)
+    post_filter = sampling.post_filter
     prompt = model.prepare_prompt(DEMO / "prompt.wav", (DEMO / "prompt.txt").read_text().strip())
     [row] = model.make_rows(args.text, prompt)
     ids, lead = row.text_ids(model.symbols.separator_ids(), model.symbols.id("<eos>"))
@@ -65,13 +65,8 @@ def main() -> None:
                                temperature=sampling.nar_temperature, return_expected=decoding == "expected")
         codes, residual = (out[0][0], out[1][0]) if decoding == "expected" else (out[0], None)
         t2 = time.perf_counter()
-        # what the codec decodes on top of codebook 0 (expected decoding, nar_weight < 1), as synthesis does
-        res = model._residuals([RowResult(codes, False, 0.0, residual=residual)], sampling)
-        kw = {"residual": res[0]} if res is not None else {}
-        if post_filter == "prompt_match":
-            wav = model.codec.decode(codes, reference=prompt.codes, strength=model.sampling.post_filter_strength, **kw)
-        else:
-            wav = model.codec.decode(codes, **kw)
+        # as synthesis decodes: the NAR's residual at nar_weight (or its expected entries), the post-filter
+        [wav] = model.decode_rows([row], [RowResult(codes, False, 0.0, residual=residual)], sampling)
         t3 = time.perf_counter()
         times = (t1 - t0, t2 - t1, t3 - t2)
         best = times if best is None or sum(times) < sum(best) else best

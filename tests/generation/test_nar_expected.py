@@ -110,7 +110,8 @@ def test_model_synthesizes_with_it_and_saves_the_choice(which, mel_model, debug_
     assert len(a) == len(b) and not np.array_equal(a, b)
     if which == "mel":
         assert not np.allclose(a, b, atol=1e-4)
-    [direct] = model._decode([exp.codes], residuals=[exp.residual])
+    expected = model.sampling_config(nar_decoding="expected", post_filter="none")
+    [direct] = model.decode_rows(model.make_rows(text, prompt), [exp], expected)  # as synthesis decodes, unmarked
     np.testing.assert_allclose(direct, model.codec.decode(exp.codes, residual=exp.residual), atol=1e-6)
     folder = model.save_pretrained(tmp_path / "m")
     meta = json.loads((folder / "config.json").read_text())
@@ -156,6 +157,9 @@ def test_nar_weight_blends_the_nar_residual_with_the_mean_entries(which, mel_mod
     half, _ = model.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0, nar_decoding="min_distortion",
                                nar_weight=0.5, unsafe_no_consent=True)
     assert len(full) == len(half) and not np.array_equal(full, half)
+    weighted = model.sampling_config(nar_decoding="min_distortion", nar_weight=0.3, post_filter="none")
+    [direct] = model.decode_rows(model.make_rows(text, prompt), [r], weighted)
+    np.testing.assert_allclose(direct, model.codec.decode(r.codes, residual=0.3 * own + 0.7 * mean), atol=1e-5)
     with pytest.raises(ValueError, match="nar_weight is -0.1"):
         model.sampling_config(nar_weight=-0.1)
 

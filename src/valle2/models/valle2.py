@@ -347,10 +347,7 @@ class VallE2(nn.Module):
         self._check_decoding(sampling)
         results = self.generate(flat, seed=seed, sampling=sampling, max_batch=max_batch)
         # One codec call for every row of every job: the server sends one sentence per job.
-        refs = [r.prompt.codes for r in flat] if sampling.post_filter == "prompt_match" else None
-        residuals = self._residuals(results, sampling)
-        all_waves = self._decode([r.codes for r in results], refs, strength=sampling.post_filter_strength,
-                                 residuals=residuals)
+        all_waves = self.decode_rows(flat, results, sampling)
         outputs, at = [], 0
         for job, rows, auth in zip(jobs, job_rows, auths):
             job_waves = all_waves[at : at + len(rows)]
@@ -376,12 +373,23 @@ class VallE2(nn.Module):
         if problem:
             raise ValueError(problem)
 
+    def decode_rows(self, rows: list[Row], results: list[RowResult],
+                    sampling: SamplingConfig | None = None) -> list[np.ndarray]:
+        """Waveforms of ``generate``'s results, decoded as synthesis decodes them (before the watermark): the
+        NAR's residual at ``sampling.nar_weight`` (or its expected entries), then the post-filter against each
+        row's prompt. Empty codes give empty audio."""
+        sampling = sampling or self.sampling
+        self._check_decoding(sampling)
+        refs = [r.prompt.codes for r in rows] if sampling.post_filter == "prompt_match" else None
+        return self._decode([r.codes for r in results], refs, strength=sampling.post_filter_strength,
+                            residuals=self._residuals(results, sampling))
+
     def _decode(self, codes: list[torch.Tensor], refs: list[torch.Tensor] | None = None,
                 strength: float = 1.0, residuals: list[torch.Tensor] | None = None) -> list[np.ndarray]:
         """Codes -> waveforms, batched when the codec can; empty codes give empty audio.
         ``refs``: one prompt's codes per row, for the prompt-matched post-filter (``strength`` of the way).
-        ``residuals``: per row, the NAR's expected entries of codebooks 1..K-1 (nar_decoding="expected"),
-        decoded on top of codebook 0's entry instead of the codes' entries."""
+        ``residuals``: per row, what to decode on top of codebook 0's entry instead of the entries of the
+        later codes (``_residuals``)."""
         waves: list[np.ndarray] = [np.zeros(0, np.float32)] * len(codes)
         todo = [i for i, c in enumerate(codes) if c.shape[1]]
         extra = (lambda i: {"residual": residuals[i]}) if residuals is not None else (lambda i: {})
