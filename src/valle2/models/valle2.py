@@ -48,12 +48,11 @@ def decoding_problem(codec, sampling: SamplingConfig) -> str | None:
     if sampling.post_filter != "none" and not getattr(codec, "supports_prompt_match", False):
         return (f"post_filter={sampling.post_filter!r} needs a codec that decodes through a log-mel (valle2-mel); "
                 f"this model's codec ({kind}) does not: use post_filter='none'")
-    if sampling.nar_decoding == "expected" and not getattr(codec, "supports_residual", False):
-        return (f"nar_decoding='expected' needs a codec that decodes a codebook-0 entry plus a continuous residual "
-                f"(valle2-mel, EnCodec); this model's codec ({kind}) does not: use nar_decoding='min_distortion'")
-    if sampling.nar_weight < 1 and not (getattr(codec, "supports_residual", False) and hasattr(codec, "code_entries")):
-        return (f"nar_weight={sampling.nar_weight} needs a codec that decodes a codebook-0 entry plus a continuous "
-                f"residual (valle2-mel, EnCodec); this model's codec ({kind}) does not: use nar_weight=1")
+    setting = ("nar_decoding='expected'" if sampling.nar_decoding == "expected"
+               else f"nar_weight={sampling.nar_weight}" if sampling.nar_weight < 1 else None)
+    if setting and not (getattr(codec, "supports_residual", False) and hasattr(codec, "code_entries")):
+        return (f"{setting} needs a codec that decodes a codebook-0 entry plus a continuous residual (valle2-mel, "
+                f"EnCodec); this model's codec ({kind}) does not: use nar_decoding='min_distortion' and nar_weight=1")
     return None
 
 
@@ -412,20 +411,15 @@ class VallE2(nn.Module):
         entries of the NAR's codes) scaled by w plus (1 - w) times the mean entry of each codebook 1..K-1."""
         if sampling.nar_decoding != "expected" and sampling.nar_weight >= 1:
             return None
-        entries = self.codec.code_entries().float() if sampling.nar_weight < 1 else None
-        out = []
-        for r in results:
-            res = r.residual
-            if sampling.nar_weight < 1:
-                K = entries.shape[0]
-                if res is None:
-                    res = torch.zeros(entries.shape[-1], r.codes.shape[1])
-                    for k in range(1, min(K, r.codes.shape[0])):
-                        res = res + entries[k][r.codes[k]].T
-                mean = entries[1:].mean(1).sum(0) if K > 1 else torch.zeros(entries.shape[-1])
-                res = sampling.nar_weight * res + (1 - sampling.nar_weight) * mean[:, None]
-            out.append(res)
-        return out
+        w = sampling.nar_weight
+        if w >= 1:
+            return [r.residual for r in results]
+        from valle2.codec.mel import rvq_decode  # a frame is the sum of its codes' entries, for any codec
+
+        entries = self.codec.code_entries().float()
+        mean = entries[1:].mean(1).sum(0)[:, None]  # (D, 1); zeros when K = 1
+        return [w * (r.residual if r.residual is not None else rvq_decode(r.codes[1:], entries[1:]).T) + (1 - w) * mean
+                for r in results]
 
     def _select(self, waves, row: Row, select, prompt: Prompt) -> int:
         from valle2.eval.scorers import get_scorer
