@@ -16,7 +16,8 @@ held-out utterances, decode four versions and transcribe them (faster-whisper ti
   ``--knn`` prompt frames nearest to its centroid in the recogniser's feature space (kNN-VC
   style, Baas et al. 2023): ``knn_prompt`` on the TRUE codebook 0, ``ar_knn`` on the codebook 0
   the AR generates for the text (model's default sampling, seed = item), and ``ar_full`` =
-  the model's own synthesis of the same sample (AR + NAR + vocoder); ``ar_mean``: the AR's
+  the model's own synthesis of the same sample (AR + NAR + vocoder, decoded as the model decodes
+  but without the post-filter); ``ar_mean``: the AR's
   codebook 0 + the mean entry of every later codebook. ``ar_length_ratio``: generated frames /
   the true utterance's frames (below 1: the AR ends early).
 
@@ -50,6 +51,8 @@ def main() -> None:
     ap.add_argument("--nar-temperature", type=float, nargs="+", default=None,
                     help="sharpening of min-distortion decoding (nar_med, ar_full; default: the model's); "
                          "K-1 values: one per codebook 1..K-1, for nar_med only")
+    ap.add_argument("--nar-weight", type=float, default=None,
+                    help="share of the NAR's residual that ar_full decodes (default: the model's)")
     ap.add_argument("--top-p", type=float, default=None, help="AR sampling of ar_* (default: the model's)")
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--sim", action="store_true",
@@ -70,6 +73,7 @@ def main() -> None:
 
     m = VallE2.from_pretrained(args.model).eval()
     m.sampling = m.sampling_config(top_p=args.top_p, temperature=args.temperature, nar_decoding=args.nar_decoding,
+                                  nar_weight=args.nar_weight,
                                   nar_temperature=args.nar_temperature[0] if args.nar_temperature and
                                   len(args.nar_temperature) == 1 else None)
     if args.min_ratio is not None:
@@ -145,10 +149,9 @@ def main() -> None:
                 results = m.generate(m.make_rows(u.text, prompt), seed=n)
                 gen = torch.cat([r.codes for r in results], dim=1)
                 outs["ar_knn"] = vocode(table[gen[0]])
-                if results[0].residual is not None:  # nar_decoding="expected": the expected entries, not the codes'
-                    outs["ar_full"] = codec.decode(gen, residual=torch.cat([r.residual for r in results], dim=1))
-                else:
-                    outs["ar_full"] = codec.decode(gen)
+                # as the model decodes (expected entries, nar_weight), without the post-filter
+                residuals = m._residuals(results, m.sampling)
+                outs["ar_full"] = codec.decode(gen, residual=None if residuals is None else torch.cat(residuals, dim=1))
                 outs["ar_mean"] = vocode(C[0][gen[0]] + mean_rest)
                 lengths["true"] += T
                 lengths["ar"] += gen.shape[1]
