@@ -15,20 +15,8 @@ from valle2.codec.mel import MelCodec
 from valle2.errors import ModelFileError
 from valle2.generation.nar_decode import nar_generate
 from valle2.generation.sampling import SamplingConfig
-from valle2.models.nar import NARModel
 
 PROMPT_TEXT = "This is my voice."
-
-
-@pytest.fixture(scope="module")
-def nar_inputs():
-    torch.manual_seed(0)
-    nar = NARModel(n_text_tokens=20, n_codebooks=4, codebook_size=16, dim=32, n_layers=1, n_heads=4, ffn_dim=64,
-                   dropout=0.0).eval()
-    texts = [torch.randint(4, 20, (7,)), torch.randint(4, 20, (5,))]
-    prompts = [torch.randint(0, 16, (4, 6)), torch.randint(0, 16, (4, 9))]
-    targets = [torch.randint(0, 16, (11,)), torch.randint(0, 16, (4,))]
-    return nar, texts, prompts, targets
 
 
 def test_the_residual_is_the_sum_of_the_expected_entries(nar_inputs):
@@ -76,20 +64,6 @@ def test_both_codecs_decode_codebook_0_plus_a_residual():
     with pytest.raises(ValueError, match="residual must be"):
         enc.decode(codes, residual=exact.T)
     assert enc.decode(codes[:, :0], residual=torch.zeros(exact.shape[0], 0)).size == 0
-
-
-@pytest.fixture(scope="module")
-def mel_model():
-    from valle2.models.config import PRESETS, ModelConfig
-    from valle2.text import SymbolTable
-
-    symbols = SymbolTable.default("en-us")
-    codec = MelCodec.debug(n_codebooks=4, codebook_size=16)
-    config = ModelConfig(n_text_tokens=len(symbols), n_codebooks=4, codebook_size=16, group_size=2,
-                         ar=PRESETS["debug"], nar=PRESETS["debug"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return VallE2(config, symbols, codec, requires_consent=False, name="mel-debug")
 
 
 @pytest.mark.parametrize("which", ["mel", "encodec"])

@@ -10,7 +10,6 @@ from valle2.codec.mel import MelCodec
 from valle2.generation.nar_decode import nar_generate, pick_codes
 from valle2.generation.pipeline import generate_rows
 from valle2.generation.sampling import SamplingConfig
-from valle2.models.nar import NARModel
 
 PROMPT_TEXT = "This is my voice."
 
@@ -35,13 +34,8 @@ def test_temperature_moves_from_the_expectation_towards_the_mode():
     assert pick_codes(logits, entries, 10.0).tolist() == [1]
 
 
-def test_equal_norm_orthogonal_entries_reduce_to_greedy():
-    torch.manual_seed(0)
-    nar = NARModel(n_text_tokens=20, n_codebooks=4, codebook_size=16, dim=32, n_layers=1, n_heads=4, ffn_dim=64,
-                   dropout=0.0).eval()
-    texts = [torch.randint(4, 20, (7,)), torch.randint(4, 20, (5,))]
-    prompts = [torch.randint(0, 16, (4, 6)), torch.randint(0, 16, (4, 9))]
-    targets = [torch.randint(0, 16, (11,)), torch.randint(0, 16, (4,))]
+def test_equal_norm_orthogonal_entries_reduce_to_greedy(nar_inputs):
+    nar, texts, prompts, targets = nar_inputs
     greedy = nar_generate(nar, texts, prompts, targets)
     eye = torch.eye(16).expand(4, 16, 16)  # ||e_v|| = 1 and e_v . E[x] = p(v): the nearest is the most probable
     med = nar_generate(nar, texts, prompts, targets, entries=eye)

@@ -97,20 +97,6 @@ def test_strength_moves_the_log_mel_part_of_the_way():
                            codec.decode(codes, reference=ref_codes), atol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def mel_model():
-    from valle2.models.config import PRESETS, ModelConfig
-    from valle2.text import SymbolTable
-
-    symbols = SymbolTable.default("en-us")
-    codec = MelCodec.debug(n_codebooks=4, codebook_size=16)
-    config = ModelConfig(n_text_tokens=len(symbols), n_codebooks=4, codebook_size=16, group_size=2,
-                         ar=PRESETS["debug"], nar=PRESETS["debug"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return VallE2(config, symbols, codec, requires_consent=False, name="mel-debug")
-
-
 def test_model_applies_it_and_saves_the_choice(mel_model, prompt_wav, tmp_path):
     text = "Matched to the prompt."
     plain, _ = mel_model.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0)
