@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from valle2 import VallE2
     from valle2.codec.mel_train import load_features
     from valle2.generation.nar_decode import nar_generate
-    from valle2.generation.pipeline import Prompt, Row
+    from valle2.generation.pipeline import Prompt, Row, RowResult
     from valle2.models.grouping import clip_to_groups
 
     m = VallE2.from_pretrained(args.model).eval()
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return torch.from_numpy(feats["mels"][:, offsets[i] : offsets[i + 1]].astype(np.float32))
 
     out = np.zeros_like(feats["mels"], dtype=np.float16)
-    entries = codec.code_entries() if m.sampling.nar_decoding == "min_distortion" else None
+    expected = m.sampling.nar_decoding == "expected"
+    entries = codec.code_entries() if m.sampling.nar_decoding in ("min_distortion", "expected") else None
     frontend, sep, eos = m.frontend(), m.symbols.separator_ids(), m.symbols.id("<eos>")
     t0, frames = time.monotonic(), 0
     for start in range(0, len(order), args.batch):
@@ -100,10 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(codec.encode_mel(mel(int(i)))[0])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=m.nar_precision == "bf16"):
             full = nar_generate(m.nar, [torch.tensor(t) for t, _ in layouts], prompts, targets, entries=entries,
-                                text_splits=[lead for _, lead in layouts], temperature=m.sampling.nar_temperature)
-        for i, codes, pcodes in zip(batch, full, prompts):
+                                text_splits=[lead for _, lead in layouts], temperature=m.sampling.nar_temperature,
+                                return_expected=expected)
+        full, expected_res = full if expected else (full, [None] * len(full))
+        # what synthesis decodes on top of codebook 0 (expected entries, nar_weight); None: the codes as they are
+        residuals = m._residuals([RowResult(c, False, 0.0, residual=r) for c, r in zip(full, expected_res)], m.sampling)
+        for n, (i, codes, pcodes) in enumerate(zip(batch, full, prompts)):
             reference = pcodes if m.sampling.post_filter == "prompt_match" else None
-            x = codec.synthesis_mel(codes, reference, m.sampling.post_filter_strength)  # what decode() vocodes
+            x = codec.synthesis_mel(codes, reference, m.sampling.post_filter_strength,
+                                    None if residuals is None else residuals[n])  # what decode() vocodes
             out[:, offsets[i] : offsets[i + 1]] = x.numpy().astype(np.float16)
             frames += codes.shape[1]
         if (start // args.batch) % 10 == 0:

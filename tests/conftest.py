@@ -1,4 +1,4 @@
-"""Shared fixtures: the tiny random debug model and generated prompt audio (no network, CPU)."""
+"""Shared fixtures: the tiny random debug models (EnCodec-like and valle2-mel) and generated prompt audio (no network, CPU)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,22 @@ def prompt_wav(tmp_path_factory):
     path = tmp_path_factory.mktemp("prompt") / "prompt.wav"
     sf.write(path, voiced_audio(), 16000)
     return path
+
+
+@pytest.fixture(scope="module")
+def mel_model():
+    """A random debug-size model on a debug valle2-mel codec (4 x 16): a codec with a log-mel to post-filter."""
+    import torch
+
+    from valle2 import VallE2
+    from valle2.codec.mel import MelCodec
+    from valle2.models.config import PRESETS, ModelConfig
+    from valle2.text import SymbolTable
+
+    symbols = SymbolTable.default("en-us")
+    codec = MelCodec.debug(n_codebooks=4, codebook_size=16)
+    config = ModelConfig(n_text_tokens=len(symbols), n_codebooks=4, codebook_size=16, group_size=2,
+                         ar=PRESETS["debug"], nar=PRESETS["debug"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return VallE2(config, symbols, codec, requires_consent=False, name="mel-debug")

@@ -287,20 +287,11 @@ def _load_recipe(name: str):
     return mod
 
 
-def test_gta_mels_are_the_nar_completion_of_the_true_codebook_0(tmp_path: Path):
+def test_gta_mels_are_the_nar_completion_of_the_true_codebook_0(mel_model, tmp_path: Path):
     """recipes/vocoder_gta.py: the chosen utterances get the model's synthesis-side log-mel on their
     own frames (true codebook 0 + NAR codes), the others stay zero; `vocoder --gta-prob` trains on them."""
-    from valle2 import VallE2
-    from valle2.models.config import PRESETS, ModelConfig
-    from valle2.text import SymbolTable
-
-    symbols = SymbolTable.default("en-us")
-    codec = MelCodec.debug(n_codebooks=4, codebook_size=16)
-    config = ModelConfig(n_text_tokens=len(symbols), n_codebooks=4, codebook_size=16, group_size=2,
-                         ar=PRESETS["debug"], nar=PRESETS["debug"])
-    torch.manual_seed(0)
-    model = VallE2(config, symbols, codec, requires_consent=False, name="mel-debug")
-    folder = model.save_pretrained(tmp_path / "m")
+    codec = mel_model.codec
+    folder = mel_model.save_pretrained(tmp_path / "m")
     corpus, work = tmp_path / "c", tmp_path / "work"
     _write_corpus(corpus, "train", [110, 150, 190, 230], speakers=["a", "a", "b", "b"])
     small = ["--threads", "1"]
@@ -323,6 +314,19 @@ def test_gta_mels_are_the_nar_completion_of_the_true_codebook_0(tmp_path: Path):
         assert own < 0.8 < other  # codebook 0 is the utterance's own (later stages are at most ~0.6 wide)
     assert gta.main(args + ["--utterances", "3"]) == 0  # seeded: the same utterances and prompts
     np.testing.assert_array_equal(np.load(work / "gta_mels_train.npy"), mels)
+    # a model that decodes the NAR's expected entries at half weight: its GTA log-mels are those, not greedy codes'
+    meta = json.loads((folder / "config.json").read_text())
+    meta["sampling"].update(nar_decoding="expected", nar_weight=0.5)
+    (folder / "config.json").write_text(json.dumps(meta))
+    assert gta.main(args + ["--utterances", "3"]) == 0
+    soft = np.load(work / "gta_mels_train.npy")
+    assert not np.array_equal(soft, mels) and (soft.any(axis=0) == mels.any(axis=0)).all()
+    for i in done:
+        x = torch.from_numpy(soft[:, off[i]:off[i + 1]].astype(np.float32)).T
+        true0 = codec.encode_mel(torch.from_numpy(feats["mels"][:, off[i]:off[i + 1]].astype(np.float32)))[0]
+        assert (x - books[0][true0]).pow(2).mean().sqrt() < 0.8  # still codebook 0's own entries underneath
+    meta["sampling"].update(nar_decoding="greedy", nar_weight=1.0)
+    (folder / "config.json").write_text(json.dumps(meta))
     _write_corpus(tmp_path / "other", "train", [100])
     with pytest.raises(SystemExit, match="no transcript"):
         gta.main(["--model", str(folder), "--work", str(work), "--corpus", str(tmp_path / "other"), "--threads", "1"])
