@@ -63,7 +63,7 @@ def main() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             out = nar_generate(model.nar, text, [prompt.codes], ar.codes, entries=entries, text_splits=[lead],
                                temperature=sampling.nar_temperature, return_expected=decoding == "expected")
-        codes, residual = (out[0][0], out[1][0]) if decoding == "expected" else (out[0], None)
+        codes, residual = out.codes[0], out.expected[0] if out.expected else None
         t2 = time.perf_counter()
         # as synthesis decodes: the NAR's residual at nar_weight (or its expected entries), the post-filter
         [wav] = model.decode_rows([row], [RowResult(codes, False, 0.0, residual=residual)], sampling)

@@ -103,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             full = nar_generate(m.nar, [torch.tensor(t) for t, _ in layouts], prompts, targets, entries=entries,
                                 text_splits=[lead for _, lead in layouts], temperature=m.sampling.nar_temperature,
                                 return_expected=expected)
-        full, expected_res = full if expected else (full, [None] * len(full))
+        expected_res = full.expected or [None] * len(full.codes)
         # what synthesis decodes on top of codebook 0 (expected entries, nar_weight); None: the codes as they are
-        residuals = m._residuals([RowResult(c, False, 0.0, residual=r) for c, r in zip(full, expected_res)], m.sampling)
-        for n, (i, codes, pcodes) in enumerate(zip(batch, full, prompts)):
+        residuals = m.residuals([RowResult(c, False, 0.0, residual=r) for c, r in zip(full.codes, expected_res)],
+                                m.sampling)
+        for n, (i, codes, pcodes) in enumerate(zip(batch, full.codes, prompts)):
             reference = pcodes if m.sampling.post_filter == "prompt_match" else None
             x = codec.synthesis_mel(codes, reference, m.sampling.post_filter_strength,
                                     None if residuals is None else residuals[n])  # what decode() vocodes

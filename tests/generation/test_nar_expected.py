@@ -24,6 +24,8 @@ def test_the_residual_is_the_sum_of_the_expected_entries(nar_inputs):
     eye = torch.eye(16).expand(4, 16, 16)  # entry v is the one-hot of v: an expected entry is the distribution itself
     codes, residuals = nar_generate(nar, texts, prompts, targets, entries=eye, return_expected=True)
     plain = nar_generate(nar, texts, prompts, targets, entries=eye)
+    assert plain.expected is None  # only asked for
+    plain = plain.codes
     for c, p, r, t in zip(codes, plain, residuals, targets):
         assert torch.equal(c, p)  # the same codes as min_distortion
         assert r.shape == (16, len(t)) and r.dtype == torch.float32
@@ -119,12 +121,12 @@ def test_nar_weight_blends_the_nar_residual_with_the_mean_entries(which, mel_mod
     entries = model.codec.code_entries().float()
     own = sum(entries[k][r.codes[k]] for k in range(1, entries.shape[0])).T  # (D, T): the NAR's codes' entries
     mean = entries[1:].mean(1).sum(0)[:, None]
-    assert model._residuals([r], sampling) is None  # weight 1, codes: decoded as they are
+    assert model.residuals([r], sampling) is None  # weight 1, codes: decoded as they are
     for w in (0.0, 0.3):
-        [res] = model._residuals([r], model.sampling_config(nar_decoding="min_distortion", nar_weight=w))
+        [res] = model.residuals([r], model.sampling_config(nar_decoding="min_distortion", nar_weight=w))
         torch.testing.assert_close(res, w * own + (1 - w) * mean)
     [e] = model.generate(model.make_rows(text, prompt), seed=0, sampling=model.sampling_config(nar_decoding="expected"))
-    [res] = model._residuals([e], model.sampling_config(nar_decoding="expected", nar_weight=0.5))
+    [res] = model.residuals([e], model.sampling_config(nar_decoding="expected", nar_weight=0.5))
     torch.testing.assert_close(res, 0.5 * e.residual + 0.5 * mean)  # with expected decoding: its residual, blended
     full, _ = model.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0, nar_decoding="min_distortion",
                                unsafe_no_consent=True)

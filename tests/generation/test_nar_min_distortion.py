@@ -36,13 +36,13 @@ def test_temperature_moves_from_the_expectation_towards_the_mode():
 
 def test_equal_norm_orthogonal_entries_reduce_to_greedy(nar_inputs):
     nar, texts, prompts, targets = nar_inputs
-    greedy = nar_generate(nar, texts, prompts, targets)
+    greedy = nar_generate(nar, texts, prompts, targets).codes
     eye = torch.eye(16).expand(4, 16, 16)  # ||e_v|| = 1 and e_v . E[x] = p(v): the nearest is the most probable
-    med = nar_generate(nar, texts, prompts, targets, entries=eye)
+    med = nar_generate(nar, texts, prompts, targets, entries=eye).codes
     for g, m, t in zip(greedy, med, targets):
         assert torch.equal(g, m) and torch.equal(m[0], t)
     spread = torch.randn(4, 16, 3) * torch.linspace(0.1, 5, 16)[None, :, None]  # unequal entries: other codes
-    other = nar_generate(nar, texts, prompts, targets, entries=spread)
+    other = nar_generate(nar, texts, prompts, targets, entries=spread).codes
     assert all(o.shape == g.shape and torch.equal(o[0], g[0]) for o, g in zip(other, greedy))
     assert any(not torch.equal(o[1:], g[1:]) for o, g in zip(other, greedy))
 

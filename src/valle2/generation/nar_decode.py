@@ -16,10 +16,20 @@ entry plus that sum).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from valle2.generation.ar_decode import pad_text
 from valle2.models.nar import NARModel
+
+
+class NarOutput(NamedTuple):
+    """``nar_generate``'s result, per row: all K codebooks ``(K, T_i)``, and with ``return_expected`` the
+    expected entries of stages 1..K-1 summed ``(D, T_i)`` float32 (None otherwise)."""
+
+    codes: list[torch.Tensor]
+    expected: list[torch.Tensor] | None = None
 
 
 @torch.inference_mode()
@@ -27,7 +37,7 @@ def nar_generate(
     model: NARModel, texts: list[torch.Tensor], prompts: list[torch.Tensor], targets: list[torch.Tensor],
     entries: torch.Tensor | None = None, text_splits: list[int] | None = None, temperature: float = 1.0,
     return_expected: bool = False,
-) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
+) -> NarOutput:
     """texts: ids ending in EOS; prompts: all codes (K, P_i); targets: codebook 0 (T_i,) -> codes (K, T_i).
 
     ``entries`` (K, V, D), the codec's code vectors: decode by minimum expected distortion
@@ -37,7 +47,7 @@ def nar_generate(
     split at the prompt. None: one segment.
 
     ``return_expected`` (needs ``entries``): also return, per row, the expected entries of stages
-    1..K-1 summed, ``(D, T_i)`` float32: ``(codes, expected)``.
+    1..K-1 summed, ``(D, T_i)`` float32, as ``NarOutput.expected``.
     """
     if return_expected and entries is None:
         raise ValueError("return_expected needs the codec's code entries")
@@ -71,10 +81,10 @@ def nar_generate(
     spans = [(int(prompt_lens[i]), int(code_lens[i])) for i in range(B)]
     out = [codes[i, :, a:b].cpu() for i, (a, b) in enumerate(spans)]
     if not return_expected:
-        return out
+        return NarOutput(out)
     if residual is None:  # K == 1: nothing beyond codebook 0
-        return out, [torch.zeros(entries.shape[-1], b - a) for a, b in spans]
-    return out, [residual[i, a:b].T.float().cpu() for i, (a, b) in enumerate(spans)]
+        return NarOutput(out, [torch.zeros(entries.shape[-1], b - a) for a, b in spans])
+    return NarOutput(out, [residual[i, a:b].T.float().cpu() for i, (a, b) in enumerate(spans)])
 
 
 def expected_entry(logits: torch.Tensor, entries: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -161,10 +161,8 @@ def generate_rows(
             full = nar_generate(nar, texts, [r.prompt.codes for r in chunk], ar_out.codes, entries=entries,
                                 text_splits=[lead for _, lead in laid_out], temperature=sampling.nar_temperature,
                                 return_expected=sampling.nar_decoding == "expected")
-        residuals = [None] * len(chunk)
-        if sampling.nar_decoding == "expected":
-            full, residuals = full
-        for r, codes, hit, residual in zip(chunk, full, ar_out.hit_limit, residuals):
+        residuals = full.expected or [None] * len(chunk)
+        for r, codes, hit, residual in zip(chunk, full.codes, ar_out.hit_limit, residuals):
             if hit:
                 logger.warning(
                     "sentence stopped at its length limit (%d frames, expected ~%.0f): %r",

@@ -381,14 +381,14 @@ class VallE2(nn.Module):
         self._check_decoding(sampling)
         refs = [r.prompt.codes for r in rows] if sampling.post_filter == "prompt_match" else None
         return self._decode([r.codes for r in results], refs, strength=sampling.post_filter_strength,
-                            residuals=self._residuals(results, sampling))
+                            residuals=self.residuals(results, sampling))
 
     def _decode(self, codes: list[torch.Tensor], refs: list[torch.Tensor] | None = None,
                 strength: float = 1.0, residuals: list[torch.Tensor] | None = None) -> list[np.ndarray]:
         """Codes -> waveforms, batched when the codec can; empty codes give empty audio.
         ``refs``: one prompt's codes per row, for the prompt-matched post-filter (``strength`` of the way).
         ``residuals``: per row, what to decode on top of codebook 0's entry instead of the entries of the
-        later codes (``_residuals``)."""
+        later codes (``residuals``)."""
         waves: list[np.ndarray] = [np.zeros(0, np.float32)] * len(codes)
         todo = [i for i, c in enumerate(codes) if c.shape[1]]
         extra = (lambda i: {"residual": residuals[i]}) if residuals is not None else (lambda i: {})
@@ -404,11 +404,16 @@ class VallE2(nn.Module):
             waves[i] = w
         return waves
 
-    def _residuals(self, results: list[RowResult], sampling: SamplingConfig) -> list[torch.Tensor] | None:
-        """What the codec decodes on top of codebook 0, per row (None: the codes as they are).
+    def residuals(self, results: list[RowResult], sampling: SamplingConfig | None = None) -> list[torch.Tensor] | None:
+        """What the codec decodes on top of codebook 0 for ``generate``'s results under ``sampling`` (default: the
+        model's), one ``(D, T)`` tensor per row; None when the codes decode as they are.
 
-        ``nar_decoding="expected"``: the NAR's expected entries; with ``nar_weight`` w < 1, that residual (or the
-        entries of the NAR's codes) scaled by w plus (1 - w) times the mean entry of each codebook 1..K-1."""
+        ``nar_decoding="expected"``: the NAR's expected entries (``RowResult.residual``); with ``nar_weight`` w < 1,
+        that residual (or the entries of the NAR's codes, for a result without one) scaled by w plus (1 - w) times
+        the mean entry of each codebook 1..K-1. ``decode_rows`` decodes with these; recipes that decode log-mels
+        themselves (``recipes/vocoder_gta.py``, ``benchmarks/nar_oracle.py``) call it to decode as synthesis does."""
+        sampling = sampling or self.sampling
+        self._check_decoding(sampling)
         if sampling.nar_decoding != "expected" and sampling.nar_weight >= 1:
             return None
         w = sampling.nar_weight
