@@ -43,16 +43,19 @@ MIN_PIECE_WORDS = 3
 
 
 def decoding_problem(codec, sampling: SamplingConfig) -> str | None:
-    """Why ``codec`` cannot decode as ``sampling`` asks (post-filter, NAR decoding); None when it can."""
-    kind = codec.identity().get("type")
+    """Why ``codec`` cannot decode as ``sampling`` asks (post-filter, NAR decoding); None when it can.
+
+    Synthesis asks this on every call, so the codec's ``identity()`` (a hash of its weights, about 5 ms for
+    valle2-mel) is only taken to name it in a refusal."""
     if sampling.post_filter != "none" and not getattr(codec, "supports_prompt_match", False):
         return (f"post_filter={sampling.post_filter!r} needs a codec that decodes through a log-mel (valle2-mel); "
-                f"this model's codec ({kind}) does not: use post_filter='none'")
+                f"this model's codec ({codec.identity().get('type')}) does not: use post_filter='none'")
     setting = ("nar_decoding='expected'" if sampling.nar_decoding == "expected"
                else f"nar_weight={sampling.nar_weight}" if sampling.nar_weight < 1 else None)
     if setting and not (getattr(codec, "supports_residual", False) and hasattr(codec, "code_entries")):
         return (f"{setting} needs a codec that decodes a codebook-0 entry plus a continuous residual (valle2-mel, "
-                f"EnCodec); this model's codec ({kind}) does not: use nar_decoding='min_distortion' and nar_weight=1")
+                f"EnCodec); this model's codec ({codec.identity().get('type')}) does not: "
+                "use nar_decoding='min_distortion' and nar_weight=1")
     return None
 
 
