@@ -1,5 +1,8 @@
 """Helpers shared by tests in several folders (a uniquely named module: `conftest` is ambiguous)."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 
@@ -22,3 +25,12 @@ def vowel_tone(seconds: float, f0: float, seed: int, sr: int = 24000) -> np.ndar
     phase = 2 * np.pi * np.cumsum(f) / sr
     wav = sum(np.sin(h * phase) / h for h in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * t) ** 2)
     return (0.2 * wav + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def edit_saved_sampling(folder, **sampling) -> Path:
+    """Change a saved model folder's default sampling in its ``config.json``, as a user editing it would."""
+    path = Path(folder) / "config.json"
+    meta = json.loads(path.read_text())
+    meta["sampling"].update(sampling)
+    path.write_text(json.dumps(meta))
+    return Path(folder)

@@ -11,7 +11,7 @@ import torch
 from valle2.codec.mel import MelCodec, MelCodecConfig, build_phone_encoder, build_vocoder, rvq_decode
 from valle2.codec.mel_train import fit_phonetic_kmeans, fit_residual_kmeans, main as mel_train_main
 from valle2.codec.phonetic import PhoneEncoder, greedy_ctc, nearest, phone_labels
-from valle2_testlib import vowel_tone
+from valle2_testlib import edit_saved_sampling, vowel_tone
 from valle2.errors import ModelFileError
 
 SR = 24000
@@ -315,9 +315,7 @@ def test_gta_mels_are_the_nar_completion_of_the_true_codebook_0(mel_model, tmp_p
     assert gta.main(args + ["--utterances", "3"]) == 0  # seeded: the same utterances and prompts
     np.testing.assert_array_equal(np.load(work / "gta_mels_train.npy"), mels)
     # a model that decodes the NAR's expected entries at half weight: its GTA log-mels are those, not greedy codes'
-    meta = json.loads((folder / "config.json").read_text())
-    meta["sampling"].update(nar_decoding="expected", nar_weight=0.5)
-    (folder / "config.json").write_text(json.dumps(meta))
+    edit_saved_sampling(folder, nar_decoding="expected", nar_weight=0.5)
     assert gta.main(args + ["--utterances", "3"]) == 0
     soft = np.load(work / "gta_mels_train.npy")
     assert not np.array_equal(soft, mels) and (soft.any(axis=0) == mels.any(axis=0)).all()
@@ -325,8 +323,7 @@ def test_gta_mels_are_the_nar_completion_of_the_true_codebook_0(mel_model, tmp_p
         x = torch.from_numpy(soft[:, off[i]:off[i + 1]].astype(np.float32)).T
         true0 = codec.encode_mel(torch.from_numpy(feats["mels"][:, off[i]:off[i + 1]].astype(np.float32)))[0]
         assert (x - books[0][true0]).pow(2).mean().sqrt() < 0.8  # still codebook 0's own entries underneath
-    meta["sampling"].update(nar_decoding="greedy", nar_weight=1.0)
-    (folder / "config.json").write_text(json.dumps(meta))
+    edit_saved_sampling(folder, nar_decoding="greedy", nar_weight=1.0)
     _write_corpus(tmp_path / "other", "train", [100])
     with pytest.raises(SystemExit, match="no transcript"):
         gta.main(["--model", str(folder), "--work", str(work), "--corpus", str(tmp_path / "other"), "--threads", "1"])

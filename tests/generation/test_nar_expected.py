@@ -15,6 +15,7 @@ from valle2.codec.mel import MelCodec
 from valle2.errors import ModelFileError
 from valle2.generation.nar_decode import nar_generate
 from valle2.generation.sampling import SamplingConfig
+from valle2_testlib import edit_saved_sampling
 
 PROMPT_TEXT = "This is my voice."
 
@@ -89,10 +90,7 @@ def test_model_synthesizes_with_it_and_saves_the_choice(which, mel_model, debug_
     expected = model.sampling_config(nar_decoding="expected", post_filter="none")
     [direct] = model.decode_rows(model.make_rows(text, prompt), [exp], expected)  # as synthesis decodes, unmarked
     np.testing.assert_allclose(direct, model.codec.decode(exp.codes, residual=exp.residual), atol=1e-6)
-    folder = model.save_pretrained(tmp_path / "m")
-    meta = json.loads((folder / "config.json").read_text())
-    meta["sampling"]["nar_decoding"] = "expected"
-    (folder / "config.json").write_text(json.dumps(meta))
+    folder = edit_saved_sampling(model.save_pretrained(tmp_path / "m"), nar_decoding="expected")
     loaded = VallE2.from_pretrained(folder)
     assert loaded.sampling.nar_decoding == "expected"
     again, _ = loaded.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0, unsafe_no_consent=True)
@@ -103,10 +101,7 @@ def test_a_codec_without_residual_decoding_refuses_it(debug_model, tmp_path, mon
     monkeypatch.setattr(EncodecCodec, "supports_residual", False)
     with pytest.raises(ValueError, match="nar_decoding='expected' needs a codec"):
         debug_model.sampling_config(nar_decoding="expected")
-    folder = debug_model.save_pretrained(tmp_path / "m")
-    meta = json.loads((folder / "config.json").read_text())
-    meta["sampling"]["nar_decoding"] = "expected"
-    (folder / "config.json").write_text(json.dumps(meta))
+    folder = edit_saved_sampling(debug_model.save_pretrained(tmp_path / "m"), nar_decoding="expected")
     with pytest.raises(ModelFileError, match="nar_decoding"):
         VallE2.from_pretrained(folder)
 
@@ -144,10 +139,8 @@ def test_nar_weight_is_saved_and_checked(mel_model, tmp_path):
     from valle2.config import ConfigError, config_from_dict
 
     folder = mel_model.save_pretrained(tmp_path / "m")
-    meta = json.loads((folder / "config.json").read_text())
-    assert meta["sampling"]["nar_weight"] == 1.0
-    meta["sampling"]["nar_weight"] = 0.6
-    (folder / "config.json").write_text(json.dumps(meta))
+    assert json.loads((folder / "config.json").read_text())["sampling"]["nar_weight"] == 1.0
+    edit_saved_sampling(folder, nar_weight=0.6)
     assert VallE2.from_pretrained(folder).sampling.nar_weight == 0.6
     with pytest.raises(ConfigError, match="export.nar_weight"):
         config_from_dict({"export": {"nar_weight": 2}})

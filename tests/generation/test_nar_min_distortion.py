@@ -1,6 +1,5 @@
 """NAR decoding by minimum expected distortion (SamplingConfig.nar_decoding='min_distortion')."""
 
-import json
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ from valle2.codec.mel import MelCodec
 from valle2.generation.nar_decode import nar_generate, pick_codes
 from valle2.generation.pipeline import generate_rows
 from valle2.generation.sampling import SamplingConfig
+from valle2_testlib import edit_saved_sampling
 
 PROMPT_TEXT = "This is my voice."
 
@@ -72,11 +72,8 @@ def test_codecs_expose_their_code_entries(debug_model):
 
 
 def test_model_synthesizes_with_it_and_saves_the_choice(debug_model, prompt_wav, tmp_path):
-    folder = debug_model.save_pretrained(tmp_path / "m")
-    meta = json.loads((folder / "config.json").read_text())
-    meta["sampling"]["nar_decoding"] = "min_distortion"
-    meta["sampling"]["nar_temperature"] = 0.5
-    (folder / "config.json").write_text(json.dumps(meta))
+    folder = edit_saved_sampling(debug_model.save_pretrained(tmp_path / "m"), nar_decoding="min_distortion",
+                                 nar_temperature=0.5)
     model = VallE2.from_pretrained(folder)
     assert model.sampling.nar_decoding == "min_distortion" and model.sampling.nar_temperature == 0.5
     prompt = model.prepare_prompt(str(prompt_wav), PROMPT_TEXT)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from valle2.codec.mel import MelCodec, match_prompt_statistics, speech_frame_mas
 from valle2.config import Config, ConfigError, config_from_dict
 from valle2.errors import ModelFileError
 from valle2.generation.sampling import SamplingConfig
+from valle2_testlib import edit_saved_sampling
 
 PROMPT_TEXT = "This is my voice."
 
@@ -102,10 +102,7 @@ def test_model_applies_it_and_saves_the_choice(mel_model, prompt_wav, tmp_path):
     plain, _ = mel_model.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0)
     matched, _ = mel_model.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0, post_filter="prompt_match")
     assert len(plain) == len(matched) and not np.allclose(plain, matched)  # same codes, other log-mel
-    folder = mel_model.save_pretrained(tmp_path / "m")
-    meta = json.loads((folder / "config.json").read_text())
-    meta["sampling"]["post_filter"] = "prompt_match"
-    (folder / "config.json").write_text(json.dumps(meta))
+    folder = edit_saved_sampling(mel_model.save_pretrained(tmp_path / "m"), post_filter="prompt_match")
     loaded = VallE2.from_pretrained(folder)
     assert loaded.sampling.post_filter == "prompt_match"
     again, _ = loaded.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0)
@@ -113,8 +110,7 @@ def test_model_applies_it_and_saves_the_choice(mel_model, prompt_wav, tmp_path):
     half, _ = mel_model.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0, post_filter="prompt_match",
                                    post_filter_strength=0.5)
     assert len(half) == len(matched) and not np.allclose(half, matched, atol=1e-4)
-    meta["sampling"]["post_filter_strength"] = 0.5
-    (folder / "config.json").write_text(json.dumps(meta))
+    edit_saved_sampling(folder, post_filter_strength=0.5)
     loaded = VallE2.from_pretrained(folder)
     assert loaded.sampling.post_filter_strength == 0.5
     assert np.allclose(loaded.synthesize(text, str(prompt_wav), PROMPT_TEXT, seed=0)[0], half, atol=1e-4)
@@ -125,10 +121,7 @@ def test_codecs_without_a_log_mel_refuse_it(debug_model, prompt_wav, tmp_path):
         debug_model.sampling_config(post_filter="prompt_match")
     with pytest.raises(ValueError, match="encodec"):
         debug_model.synthesize("No.", str(prompt_wav), PROMPT_TEXT, seed=0, post_filter="prompt_match")
-    folder = debug_model.save_pretrained(tmp_path / "m")
-    meta = json.loads((folder / "config.json").read_text())
-    meta["sampling"]["post_filter"] = "prompt_match"
-    (folder / "config.json").write_text(json.dumps(meta))
+    folder = edit_saved_sampling(debug_model.save_pretrained(tmp_path / "m"), post_filter="prompt_match")
     with pytest.raises(ModelFileError, match="post_filter"):
         VallE2.from_pretrained(folder)
 
