@@ -128,6 +128,7 @@ def main() -> None:
                     help="log-mel post-filter before the vocoder (default: the model's)")
     ap.add_argument("--post-filter-strength", type=float, default=None, help="0-1 (default: the model's)")
     ap.add_argument("--nar-weight", type=float, default=None, help="0-1 (default: the model's)")
+    ap.add_argument("--residual-prior", choices=["mean", "code0"], default=None, help="default: the model's")
     ap.add_argument("--reserved", type=int, default=0, metavar="N",
                     help="also N sentences in each reserved voice (independent evaluation; see above)")
     ap.add_argument("--ar-precision", choices=["fp32", "int8"], default=None, help="default: the model's")
@@ -154,7 +155,8 @@ def main() -> None:
     sampling = model.sampling_config(top_p=args.top_p, temperature=args.temperature, top_k=args.top_k,
                                      nar_decoding=args.nar_decoding, nar_temperature=args.nar_temperature,
                                      post_filter=args.post_filter,
-                                     post_filter_strength=args.post_filter_strength, nar_weight=args.nar_weight)
+                                     post_filter_strength=args.post_filter_strength, nar_weight=args.nar_weight,
+                                     residual_prior=args.residual_prior)
     voices = sorted(chosen)
     prompts = {v: model.prepare_prompt((load_span(chosen[v][0], sr), sr), chosen[v][0].text) for v in voices}
     reserved = render_reserved_set(args.reserved, args.out / "reserved") if args.reserved else {}

@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--nar-decoding", choices=["greedy", "min_distortion", "expected"], default=None, help="default: the model's")
     ap.add_argument("--post-filter", choices=["none", "prompt_match"], default=None, help="default: the model's")
     ap.add_argument("--nar-weight", type=float, default=None, help="0-1 (default: the model's)")
+    ap.add_argument("--residual-prior", choices=["mean", "code0"], default=None, help="default: the model's")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -48,7 +49,8 @@ def main() -> None:
     ar_model = model.decoding_ar()  # an int8 copy is made here, once, not timed (as in a server)
     decoding = args.nar_decoding or model.sampling.nar_decoding
     entries = model.codec.code_entries() if decoding in ("min_distortion", "expected") else None
-    sampling = model.sampling_config(nar_decoding=decoding, nar_weight=args.nar_weight, post_filter=args.post_filter)
+    sampling = model.sampling_config(nar_decoding=decoding, nar_weight=args.nar_weight, post_filter=args.post_filter,
+                                     residual_prior=args.residual_prior)
     post_filter = sampling.post_filter
     prompt = model.prepare_prompt(DEMO / "prompt.wav", (DEMO / "prompt.txt").read_text().strip())
     [row] = model.make_rows(args.text, prompt)
@@ -73,7 +75,7 @@ def main() -> None:
     seconds = len(wav) / model.sample_rate
     ar_s, nar_s, codec_s = best
     result = {
-        "model": args.model, "threads": args.threads, "nar_precision": precision, "ar_precision": model.ar_precision, "nar_decoding": decoding, "nar_weight": sampling.nar_weight, "post_filter": post_filter, "audio_seconds": round(seconds, 3),
+        "model": args.model, "threads": args.threads, "nar_precision": precision, "ar_precision": model.ar_precision, "nar_decoding": decoding, "nar_weight": sampling.nar_weight, "residual_prior": sampling.residual_prior, "post_filter": post_filter, "audio_seconds": round(seconds, 3),
         "ar_s": round(ar_s, 3), "ar_ms_per_step": round(ar_s / ar.steps * 1000, 2), "nar_s": round(nar_s, 3),
         "codec_s": round(codec_s, 3), "rtf": round(sum(best) / seconds, 4),
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),

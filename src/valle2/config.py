@@ -155,6 +155,9 @@ class ExportConfig:
     post_filter: Literal["none", "prompt_match"] = "none"
     post_filter_strength: float = 1.0  # how far prompt_match moves the log-mel (SamplingConfig)
     nar_weight: float = 1.0  # how much of the NAR's codebooks 1..K-1 the codec decodes (SamplingConfig)
+    # what nar_weight < 1 blends in: "mean" entries, or "code0", each codebook-0 code's mean residual over the
+    # training codes (fitted at export and saved with the model: valle2.generation.residual_prior)
+    residual_prior: Literal["mean", "code0"] = "mean"
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,29 @@ def test_sprint_trains_validates_and_exports(tiny_tokens, packed, tmp_path):  # 
     assert all(torch.equal(own[k].float(), last[k].float()) for k in shared)
     with pytest.raises(Exception, match="not a sprint run folder"):
         export_sprint(tmp_path, tmp_path / "m2")
+    # the residual prior, fitted at export from the run's packed training codes (here the same file twice)
+    from valle2.generation.residual_prior import fit_code0_prior
+
+    folder = export_sprint(tmp_path / "run", tmp_path / "model_prior", which="last",
+                           overrides=["export.residual_prior=code0", "export.nar_weight=0.5"])
+    model = VallE2.from_pretrained(folder)
+    assert model.sampling.residual_prior == "code0" and model.sampling.nar_weight == 0.5
+    codes = load_packed(packed / "train.safetensors").codes.long()
+    want, counts = fit_code0_prior([codes, codes], model.codec.code_entries())
+    torch.testing.assert_close(model.residual_prior, want)
+    assert int(model.residual_prior_counts.sum()) == 2 * codes.shape[1] == int(counts.sum())
+    # the same table from the recipe, on a model folder exported without it
+    import subprocess
+    import sys
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "fit_residual_prior.py"
+    run = subprocess.run([sys.executable, str(recipe), str(tmp_path / "model"), "--packed", str(packed / "train.safetensors"),
+                          str(packed / "train.safetensors"), "--make-default", "--nar-weight", "0.4"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    refit = VallE2.from_pretrained(tmp_path / "model")
+    assert refit.sampling.residual_prior == "code0" and refit.sampling.nar_weight == 0.4
+    torch.testing.assert_close(refit.residual_prior, want)
 
 
 def test_recipe_script_packs_trains_and_exports(tiny_tokens, tmp_path):  # noqa: F811 (fixture)

@@ -101,6 +101,16 @@ def test_export_a_checkpoint_while_or_after_training(trained, tmp_path, capsys):
     wav, sr = sf.read(trained / "corpus" / "spk0" / "utt000.wav", dtype="float32")
     [result] = model.generate(model.make_rows("Birds sing.", model.prepare_prompt((wav, sr), "The cat sat on the mat.")), seed=0)
     assert result.codes.shape[0] == 4
+    # export.residual_prior code0: fitted from every training cut's codes
+    assert main(["export", str(ckpts), "--out", str(tmp_path / "prior"), "--data", str(tokens),
+                 "--set", "export.residual_prior=code0", "--set", "export.nar_weight=0.5"]) == 0
+    prior = VallE2.from_pretrained(tmp_path / "prior")
+    from valle2.data.tokenize import open_tokenized
+
+    frames = sum(c.custom["tokens"]["frames"] for c in open_tokenized([str(tokens)]).cuts)
+    V, D = prior.codec.code_entries().shape[1:]
+    assert prior.sampling.residual_prior == "code0" and prior.residual_prior.shape == (V, D)
+    assert int(prior.residual_prior_counts.sum()) == frames > 0
     # clear errors (exit code 2, one line): not a checkpoint; the run's data missing; not an export setting
     for argv, match in [([str(tmp_path), "--data", str(tokens)], "not a training checkpoint"),
                         ([str(ckpts), "--data", str(tmp_path / "nowhere")], "tokenized data"),

@@ -56,6 +56,9 @@ def register(sub) -> None:
                    help="how far prompt_match moves the log-mel, 0-1 (default from the model)")
     p.add_argument("--nar-weight", type=float, default=None, metavar="W",
                    help="how much of the NAR's codebooks 1..K-1 the codec decodes, 0-1 (default from the model)")
+    p.add_argument("--residual-prior", choices=["mean", "code0"], default=None,
+                   help="what the rest of that blend is: the mean entries, or the model's per-codebook-0-code "
+                        "table (default from the model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -147,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     sampling = {k: v for k, v in (("top_p", args.top_p), ("temperature", args.temperature),
                                   ("post_filter", args.post_filter),
                                   ("post_filter_strength", args.post_filter_strength),
-                                  ("nar_weight", args.nar_weight)) if v is not None}
+                                  ("nar_weight", args.nar_weight),
+                                  ("residual_prior", args.residual_prior)) if v is not None}
     try:
         model.sampling_config(**sampling)
     except ValueError as exc:

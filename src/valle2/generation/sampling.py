@@ -15,6 +15,7 @@ import torch
 
 NAR_DECODINGS = ("greedy", "min_distortion", "expected")
 POST_FILTERS = ("none", "prompt_match")
+RESIDUAL_PRIORS = ("mean", "code0")  # valle2.generation.residual_prior
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class SamplingConfig:
     # of each (codebook 0 alone says the words); between, codebook 0 + w * the NAR's residual + (1 - w) * the mean
     # residual. The NAR's codes carry the voice and, with a small model, cost words (benchmarks/RESULTS.md, session 13).
     nar_weight: float = 1.0
+    # What the (1 - w) part of that blend is: "mean", the mean entry of each codebook 1..K-1; "code0", what
+    # codebooks 1..K-1 add on average to frames with each codebook-0 code in the training corpus (a table that
+    # the model folder must carry: valle2.generation.residual_prior). Only matters when nar_weight < 1.
+    residual_prior: str = "mean"
 
     def __post_init__(self):
         if not 0.0 < self.top_p <= 1.0:
@@ -58,6 +63,8 @@ class SamplingConfig:
             raise ValueError(f"nar_decoding is {self.nar_decoding!r}; must be one of {', '.join(NAR_DECODINGS)}")
         if not 0.0 <= self.nar_weight <= 1.0:
             raise ValueError(f"nar_weight is {self.nar_weight}; must be in [0, 1]")
+        if self.residual_prior not in RESIDUAL_PRIORS:
+            raise ValueError(f"residual_prior is {self.residual_prior!r}; must be one of {', '.join(RESIDUAL_PRIORS)}")
         if not 0.0 <= self.post_filter_strength <= 1.0:
             raise ValueError(f"post_filter_strength is {self.post_filter_strength}; must be in [0, 1]")
         if self.post_filter not in POST_FILTERS:

@@ -76,6 +76,8 @@ class VallE2(nn.Module):
         self.config = config
         self.symbols = symbols
         self.codec = codec
+        self.residual_prior: torch.Tensor | None = None  # (V, D) for sampling.residual_prior="code0"
+        self.residual_prior_counts: torch.Tensor | None = None
         self.language = language
         self.requires_consent = requires_consent
         self.name = name
@@ -176,6 +178,12 @@ class VallE2(nn.Module):
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ModelFileError(f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        from valle2.generation import residual_prior as rp
+
+        if (folder / rp.FILE).is_file():
+            model.set_residual_prior(*rp.load_prior(folder / rp.FILE, codec))
+        elif sampling.residual_prior == "code0":
+            raise ModelFileError(f"{cfg_path} asks for residual_prior 'code0' but {folder} has no {rp.FILE}")
         return model.eval()
 
     def save_pretrained(self, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Path:
@@ -205,6 +213,10 @@ class VallE2(nn.Module):
         self.symbols.save(tmp / "symbols.json")
         (tmp / "codec").mkdir()
         self.codec.save(tmp / "codec")
+        if self.residual_prior is not None:
+            from valle2.generation import residual_prior as rp
+
+            rp.save_prior(tmp, self.residual_prior, self.residual_prior_counts, self.codec)
         if folder.exists():
             old = folder.with_name(folder.name + ".tmp-old")
             if old.exists():
@@ -374,6 +386,23 @@ class VallE2(nn.Module):
         problem = decoding_problem(self.codec, sampling)
         if problem:
             raise ValueError(problem)
+        if sampling.residual_prior == "code0" and self.residual_prior is None:
+            raise ValueError("residual_prior='code0' needs the table that a model folder carries as "
+                             "residual_prior.safetensors (recipes/fit_residual_prior.py); this model has none: "
+                             "use residual_prior='mean'")
+
+    def set_residual_prior(self, prior: torch.Tensor | None, counts: torch.Tensor | None = None) -> None:
+        """Attach (or with None, drop) the ``"code0"`` residual prior (V, D): saved with the model, used when
+        ``sampling.residual_prior == "code0"`` (``valle2.generation.residual_prior.fit_code0_prior``)."""
+        if prior is not None:
+            entries = self.codec.code_entries() if hasattr(self.codec, "code_entries") else None
+            if entries is None or tuple(prior.shape) != (entries.shape[1], entries.shape[2]):
+                raise ValueError(f"a residual prior for this codec is (V, D) = "
+                                 f"{None if entries is None else (entries.shape[1], entries.shape[2])}, "
+                                 f"got {tuple(prior.shape)}")
+            prior = prior.detach().float().cpu()
+            counts = torch.zeros(prior.shape[0]) if counts is None else counts.detach().float().cpu()
+        self.residual_prior, self.residual_prior_counts = prior, counts
 
     def decode_rows(self, rows: list[Row], results: list[RowResult],
                     sampling: SamplingConfig | None = None) -> list[np.ndarray]:
@@ -413,7 +442,8 @@ class VallE2(nn.Module):
 
         ``nar_decoding="expected"``: the NAR's expected entries (``RowResult.residual``); with ``nar_weight`` w < 1,
         that residual (or the entries of the NAR's codes, for a result without one) scaled by w plus (1 - w) times
-        the mean entry of each codebook 1..K-1. ``decode_rows`` decodes with these; recipes that decode log-mels
+        the mean entry of each codebook 1..K-1 (``residual_prior="mean"``) or the table's row for each frame's
+        codebook-0 code (``"code0"``). ``decode_rows`` decodes with these; recipes that decode log-mels
         themselves (``recipes/vocoder_gta.py``, ``benchmarks/nar_oracle.py``) call it to decode as synthesis does."""
         sampling = sampling or self.sampling
         self._check_decoding(sampling)
@@ -425,9 +455,13 @@ class VallE2(nn.Module):
         from valle2.codec.mel import rvq_decode  # a frame is the sum of its codes' entries, for any codec
 
         entries = self.codec.code_entries().float()
-        mean = entries[1:].mean(1).sum(0)[:, None]  # (D, 1); zeros when K = 1
-        return [w * (r.residual if r.residual is not None else rvq_decode(r.codes[1:], entries[1:]).T) + (1 - w) * mean
-                for r in results]
+        if sampling.residual_prior == "code0":
+            fallback = lambda r: self.residual_prior.to(r.codes.device)[r.codes[0]].T  # noqa: E731  (D, T)
+        else:
+            mean = entries[1:].mean(1).sum(0)[:, None]  # (D, 1); zeros when K = 1
+            fallback = lambda r: mean  # noqa: E731
+        return [w * (r.residual if r.residual is not None else rvq_decode(r.codes[1:], entries[1:]).T)
+                + (1 - w) * fallback(r) for r in results]
 
     def _select(self, waves, row: Row, select, prompt: Prompt) -> int:
         from valle2.eval.scorers import get_scorer

@@ -304,7 +304,8 @@ def _train(cfg: Config, env: DistEnv, resume, until_step: int | None = None) -> 
     state = full_model_state(model)
     export_dir = None
     if env.is_main:
-        export_dir = exporter.export(state, Path(cfg.export.dir) if cfg.export.dir else out_dir / "model")
+        export_dir = exporter.export(state, Path(cfg.export.dir) if cfg.export.dir else out_dir / "model",
+                                     training_codes=lambda: tokenized_codes(data))
         writer.close()
     barrier(env)
     return TrainResult(step=step, out_dir=out_dir, export_dir=export_dir, module=module, history=history)
@@ -454,7 +455,8 @@ class Exporter:
                                                         nar_temperature=cfg.export.nar_temperature,
                                                         post_filter=cfg.export.post_filter,
                                                         post_filter_strength=cfg.export.post_filter_strength,
-                                                        nar_weight=cfg.export.nar_weight))
+                                                        nar_weight=cfg.export.nar_weight,
+                                                        residual_prior=cfg.export.residual_prior))
         self.trained: set[str] = set()
         self.base: dict = {}
         if cfg.train.init_from and cfg.train.models != "both":  # parts not trained now come from there
@@ -518,8 +520,17 @@ class Exporter:
                 writer.add_text(f"samples/{i}/text", rows[i].text, step)
         logger.info("step %d: %d audio samples in %s", step, len(results), out)
 
-    def export(self, state: dict, folder: Path, dtype: torch.dtype | None = None) -> Path:
+    def export(self, state: dict, folder: Path, dtype: torch.dtype | None = None, training_codes=None) -> Path:
+        """Save the model with ``state``'s weights. ``export.residual_prior: code0`` fits the prior from
+        ``training_codes`` (a callable giving an iterable of (K, T) code tensors: the training set's)."""
         self.load(state)
+        if self.cfg.export.residual_prior == "code0":
+            from valle2.generation.residual_prior import fit_code0_prior
+
+            if training_codes is None:
+                raise Valle2Error("export.residual_prior 'code0' is fitted from the training codes, and this export "
+                                  "was given none")
+            self.model.set_residual_prior(*fit_code0_prior(training_codes(), self.model.codec.code_entries()))
         untrained = {"ar", "nar"} - self.trained
         if untrained:
             logger.warning("exported model's %s is untrained (random); train it too, or start from a model "
@@ -562,4 +573,14 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, data: list[str
     mcfg = ModelConfig.from_dict(trainer["model_config"])
     exporter = Exporter(cfg, mcfg, tok.symbols, tok)
     logger.info("exporting %s (step %d)", path, int(trainer["step"]))
-    return exporter.export(state["model"], Path(out), dtype=dtype)
+    return exporter.export(state["model"], Path(out), dtype=dtype, training_codes=lambda: tokenized_codes(tok))
+
+
+def tokenized_codes(tok):
+    """Every training cut's codes (K, T), read from its token shard (for ``export.residual_prior``)."""
+    from valle2.data.shards import ShardReader
+
+    reader = ShardReader()
+    for cut in tok.cuts:
+        t = cut.custom["tokens"]
+        yield reader.read(Path(t["root"]) / t["shard"], t["key"])[0]

@@ -302,4 +302,12 @@ def export_sprint(run_dir: str | Path, out: str | Path, *, which: str = "best", 
     symbols = SymbolTable.from_dict(doc["symbols"])
     exporter = Exporter(cfg, mcfg, symbols, SimpleNamespace(codec=doc["codec"], language=doc["language"]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_weights(run_dir, which).items()}
-    return exporter.export(state, Path(out), dtype=dtype)
+    return exporter.export(state, Path(out), dtype=dtype, training_codes=lambda: packed_codes(doc["train_data"]))
+
+
+def packed_codes(paths):
+    """The codes (K, N) of each packed training file (for ``export.residual_prior``)."""
+    from valle2.training.packed import load_packed
+
+    for p in paths:
+        yield load_packed(p).codes.long()

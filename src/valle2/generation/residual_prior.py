@@ -1,0 +1,94 @@
+"""A residual prior: what codebooks 1..K-1 add, on average, to each codebook-0 code.
+
+With ``nar_weight`` w < 1 the codec decodes codebook 0's entry + w x the NAR's residual + (1 - w) x a
+fallback (``SamplingConfig.residual_prior``):
+
+- ``"mean"``: the mean entry of each codebook 1..K-1, the same for every frame (no data needed);
+- ``"code0"``: E[residual | codebook-0 code], the mean of what codebooks 1..K-1 add to frames with that
+  code in the training corpus. With a phonetic codebook 0 (valle2-mel) a frame's code says its phone,
+  and its mean residual carries that phone's average spectral detail, which the global mean blurs
+  away (benchmarks/RESULTS.md, session 15).
+
+The table is fitted from codes alone (no audio) and stored beside the weights as
+``residual_prior.safetensors``: tensor ``code0`` (V, D), fitted frame counts ``counts`` (V,), and the
+codec it was fitted for in the metadata (its ``codebooks_sha256``), checked at load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from valle2.errors import ModelFileError
+
+FILE = "residual_prior.safetensors"
+from valle2.generation.sampling import RESIDUAL_PRIORS  # noqa: F401  (the names SamplingConfig takes)
+
+
+def fit_code0_prior(codes: Iterable[torch.Tensor], entries: torch.Tensor, *, min_count: int = 20
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """E[sum of entries of codebooks 1..K-1 | codebook-0 code] over ``codes`` (each (K, T)).
+
+    ``entries``: the codec's code vectors (K, V, D). A code seen in fewer than ``min_count`` frames takes
+    the mean entry of each later codebook instead (the ``"mean"`` prior). Returns (prior (V, D), counts (V,)).
+    """
+    entries = entries.float()
+    K, V, D = entries.shape
+    if K < 2:
+        raise ValueError("a residual prior needs a codec with at least 2 codebooks")
+    total = torch.zeros(V, D, dtype=torch.float64)
+    counts = torch.zeros(V, dtype=torch.float64)
+    for c in codes:
+        if c.dim() != 2 or c.shape[0] != K:
+            raise ValueError(f"codes must be (K={K}, T), got {tuple(c.shape)}")
+        c = c.long()
+        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= V):
+            raise ValueError(f"codes must lie in [0, {V}), got [{int(c.min())}, {int(c.max())}]")
+        residual = sum(entries[k][c[k]] for k in range(1, K)).double()  # (T, D)
+        total.index_add_(0, c[0], residual)
+        counts.index_add_(0, c[0], torch.ones(c.shape[1], dtype=torch.float64))
+    prior = (total / counts.clamp(min=1)[:, None]).float()
+    prior[counts < min_count] = entries[1:].mean(1).sum(0)
+    return prior, counts.float()
+
+
+def save_prior(folder: Path, prior: torch.Tensor, counts: torch.Tensor, codec) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(folder) / FILE
+    sha = str(codec.identity().get("codebooks_sha256", ""))
+    save_file({"code0": prior.float().contiguous(), "counts": counts.float().contiguous()}, str(path),
+              metadata={"codec_codebooks_sha256": sha})
+    return path
+
+
+def load_prior(path: Path, codec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (V, D) table of ``path`` and its fitted frame counts (V,), checked against ``codec`` (its size and
+    the codec it was fitted for)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            prior = f.get_tensor("code0").float()
+            counts = f.get_tensor("counts").float() if "counts" in f.keys() else torch.zeros(len(prior))
+    except Exception as e:  # safetensors raises its own error types for truncated/corrupt files
+        raise ModelFileError(f"{path} is not a readable residual prior: {e}") from None
+    entries = codec.code_entries() if hasattr(codec, "code_entries") else None
+    if entries is None:
+        raise ModelFileError(f"{path}: this model's codec has no code entries, so a residual prior cannot apply")
+    want = (entries.shape[1], entries.shape[2])
+    if tuple(prior.shape) != want:
+        raise ModelFileError(f"{path} holds a {tuple(prior.shape)} table; this codec needs {want}")
+    fitted_for = meta.get("codec_codebooks_sha256")
+    have = str(codec.identity().get("codebooks_sha256", ""))
+    if fitted_for != have:
+        raise ModelFileError(f"{path} was fitted for the codec with codebooks_sha256 {fitted_for!r}; this model's "
+                             f"codec has {have!r}: fit it again (recipes/fit_residual_prior.py)")
+    if not torch.isfinite(prior).all():
+        raise ModelFileError(f"{path} holds non-finite values")
+    if counts.shape != (prior.shape[0],):
+        raise ModelFileError(f"{path}: its counts have shape {tuple(counts.shape)}, not ({prior.shape[0]},)")
+    return prior, counts
