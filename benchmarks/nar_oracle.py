@@ -150,7 +150,7 @@ def main() -> None:
                 gen = torch.cat([r.codes for r in results], dim=1)
                 outs["ar_knn"] = vocode(table[gen[0]])
                 # as the model decodes (expected entries, nar_weight), without the post-filter
-                residuals = m.residuals(results, m.sampling)
+                residuals = m.residuals(results, m.sampling, prompts=[prompt.codes] * len(results))
                 outs["ar_full"] = codec.decode(gen, residual=None if residuals is None else torch.cat(residuals, dim=1))
                 outs["ar_mean"] = vocode(C[0][gen[0]] + mean_rest)
                 lengths["true"] += T

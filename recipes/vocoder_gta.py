@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         expected_res = full.expected or [None] * len(full.codes)
         # what synthesis decodes on top of codebook 0 (expected entries, nar_weight); None: the codes as they are
         residuals = m.residuals([RowResult(c, False, 0.0, residual=r) for c, r in zip(full.codes, expected_res)],
-                                m.sampling)
+                                m.sampling, prompts=prompts)
         for n, (i, codes, pcodes) in enumerate(zip(batch, full.codes, prompts)):
             reference = pcodes if m.sampling.post_filter == "prompt_match" else None
             x = codec.synthesis_mel(codes, reference, m.sampling.post_filter_strength,

@@ -158,6 +158,7 @@ class ExportConfig:
     # what nar_weight < 1 blends in: "mean" entries, or "code0", each codebook-0 code's mean residual over the
     # training codes (fitted at export and saved with the model: valle2.generation.residual_prior)
     residual_prior: Literal["mean", "code0"] = "mean"
+    prompt_residual: float = 0.0  # share of the residual from the prompt's nearest frames (SamplingConfig)
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,8 @@ class Config:
             (self.export.temperature > 0, "export.temperature", self.export.temperature, "> 0"),
             (self.export.nar_temperature > 0, "export.nar_temperature", self.export.nar_temperature, "> 0"),
             (0 <= self.export.nar_weight <= 1, "export.nar_weight", self.export.nar_weight, "in [0, 1]"),
+            (0 <= self.export.prompt_residual <= 1 - self.export.nar_weight + 1e-9, "export.prompt_residual",
+             self.export.prompt_residual, "in [0, 1 - export.nar_weight]"),
             (0 <= self.export.post_filter_strength <= 1, "export.post_filter_strength",
              self.export.post_filter_strength, "in [0, 1]"),
             (self.export.post_filter == "none" or self.codec.type == "valle2-mel", "export.post_filter",

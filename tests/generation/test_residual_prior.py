@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -116,3 +117,50 @@ def test_the_bundled_model_decodes_with_its_table():
     # a phonetic codebook 0: its codes' mean residuals differ from the one global mean
     mean = model.codec.code_entries()[1:].float().mean(1).sum(0)
     assert (model.residual_prior - mean).abs().mean() > 0.05
+
+
+def test_prompt_knn_residual_takes_the_nearest_prompt_frames():
+    from valle2.generation.residual_prior import prompt_knn_residual
+
+    entries = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0))  # K 3, V 5, D 4
+    keys = torch.tensor([[0.0], [1.0], [2.0], [10.0], [11.0]])  # codes 0-2 are alike, 3-4 are alike
+    prompt = torch.tensor([[0, 3, 4], [1, 2, 0], [4, 4, 1]])
+    own = lambda t: entries[1][prompt[1, t]] + entries[2][prompt[2, t]]  # noqa: E731  (D,)
+    # k 1: each frame takes its nearest prompt frame's residual; a code the prompt has takes its own frame's
+    got = prompt_knn_residual(torch.tensor([0, 4, 2]), prompt, keys, entries, k=1)
+    torch.testing.assert_close(got, torch.stack([own(0), own(2), own(0)], 1))
+    # k 2 averages the two nearest; k beyond the prompt's length takes all of it
+    got = prompt_knn_residual(torch.tensor([3]), prompt, keys, entries, k=2)
+    torch.testing.assert_close(got[:, 0], (own(1) + own(2)) / 2)
+    got = prompt_knn_residual(torch.tensor([1]), prompt, keys, entries, k=10)
+    torch.testing.assert_close(got[:, 0], (own(0) + own(1) + own(2)) / 3)
+    with pytest.raises(ValueError, match="no frames"):
+        prompt_knn_residual(torch.tensor([1]), prompt[:, :0], keys, entries)
+
+
+def test_prompt_residual_takes_its_share_of_the_blend(prior_model, prompt_wav):
+    from valle2.generation.residual_prior import knn_keys, prompt_knn_residual
+
+    model = prior_model
+    text = "Some of the prompt."
+    prompt = model.prepare_prompt(str(prompt_wav), PROMPT_TEXT)
+    rows = model.make_rows(text, prompt)
+    [e] = model.generate(rows, seed=0, sampling=model.sampling_config(nar_decoding="expected"))
+    sampling = model.sampling_config(nar_decoding="expected", nar_weight=0.5, residual_prior="code0",
+                                     prompt_residual=0.2, prompt_residual_k=3, post_filter="none")
+    [res] = model.residuals([e], sampling, prompts=[prompt.codes])
+    entries = model.codec.code_entries()
+    knn = prompt_knn_residual(e.codes[0], prompt.codes, knn_keys(model.codec), entries, 3)
+    torch.testing.assert_close(res, 0.5 * e.residual + 0.3 * model.residual_prior[e.codes[0]].T + 0.2 * knn)
+    [wav] = model.decode_rows(rows, [e], sampling)  # decode_rows passes each row's prompt
+    np.testing.assert_allclose(wav, model.codec.decode(e.codes, residual=res), atol=1e-5)
+    with pytest.raises(ValueError, match="needs each row's prompt codes"):
+        model.residuals([e], sampling)
+    with pytest.raises(ValueError, match=r"nar_weight \(0.9\) \+ prompt_residual \(0.2\) is more than 1"):
+        SamplingConfig(nar_weight=0.9, prompt_residual=0.2)
+    with pytest.raises(ValueError, match="prompt_residual_k is 0"):
+        SamplingConfig(prompt_residual_k=0)
+    from valle2.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match="export.prompt_residual"):
+        config_from_dict({"export": {"nar_weight": 0.9, "prompt_residual": 0.2}})

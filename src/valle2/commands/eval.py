@@ -59,6 +59,8 @@ def register(sub) -> None:
     p.add_argument("--residual-prior", choices=["mean", "code0"], default=None,
                    help="what the rest of that blend is: the mean entries, or the model's per-codebook-0-code "
                         "table (default from the model)")
+    p.add_argument("--prompt-residual", type=float, default=None, metavar="B",
+                   help="share of that blend taken from the prompt's nearest frames, 0-1 (default from the model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -151,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
                                   ("post_filter", args.post_filter),
                                   ("post_filter_strength", args.post_filter_strength),
                                   ("nar_weight", args.nar_weight),
-                                  ("residual_prior", args.residual_prior)) if v is not None}
+                                  ("residual_prior", args.residual_prior),
+                                  ("prompt_residual", args.prompt_residual)) if v is not None}
     try:
         model.sampling_config(**sampling)
     except ValueError as exc:

@@ -54,6 +54,29 @@ def fit_code0_prior(codes: Iterable[torch.Tensor], entries: torch.Tensor, *, min
     return prior, counts.float()
 
 
+def prompt_knn_residual(codes0: torch.Tensor, prompt_codes: torch.Tensor, keys: torch.Tensor, entries: torch.Tensor,
+                        k: int = 8) -> torch.Tensor:
+    """Each generated frame's residual (D, T) from the prompt: the mean of what codebooks 1..K-1 add to the ``k``
+    prompt frames whose codebook-0 keys are nearest its own (kNN-VC over a 3-10 s prompt).
+
+    ``codes0`` (T,): the output's codebook 0; ``prompt_codes`` (K, Tp); ``keys`` (V, F): one vector per codebook-0
+    code; ``entries`` (K, V, D): the codec's code vectors."""
+    entries = entries.float()
+    if prompt_codes.shape[1] == 0:
+        raise ValueError("the prompt has no frames to take a residual from")
+    pc = prompt_codes.long().to(entries.device)
+    own = sum(entries[j][pc[j]] for j in range(1, entries.shape[0])).T  # (D, Tp)
+    dist = torch.cdist(keys[codes0.long()].float(), keys[pc[0]].float())  # (T, Tp)
+    nearest = dist.topk(min(k, dist.shape[1]), largest=False).indices  # (T, k)
+    return own[:, nearest].mean(-1)
+
+
+def knn_keys(codec) -> torch.Tensor:
+    """The vectors that say how alike two codebook-0 codes are: a phonetic codec's centroids, else the entries."""
+    centroids = getattr(codec, "phone_centroids", None)
+    return centroids if centroids is not None else codec.code_entries()[0]
+
+
 def save_prior(folder: Path, prior: torch.Tensor, counts: torch.Tensor, codec) -> Path:
     from safetensors.torch import save_file
 

@@ -47,6 +47,12 @@ class SamplingConfig:
     # codebooks 1..K-1 add on average to frames with each codebook-0 code in the training corpus (a table that
     # the model folder must carry: valle2.generation.residual_prior). Only matters when nar_weight < 1.
     residual_prior: str = "mean"
+    # A share of that blend taken from the prompt's own frames instead (kNN-VC, Baas et al. 2023): each frame's
+    # residual is the mean true residual of the ``prompt_residual_k`` prompt frames whose codebook-0 keys (the
+    # phone recogniser's centroids on valle2-mel, else codebook 0's entries) are nearest its own. It carries the
+    # voice; nar_weight + prompt_residual <= 1, and the rest is residual_prior's.
+    prompt_residual: float = 0.0
+    prompt_residual_k: int = 8
 
     def __post_init__(self):
         if not 0.0 < self.top_p <= 1.0:
@@ -63,6 +69,13 @@ class SamplingConfig:
             raise ValueError(f"nar_decoding is {self.nar_decoding!r}; must be one of {', '.join(NAR_DECODINGS)}")
         if not 0.0 <= self.nar_weight <= 1.0:
             raise ValueError(f"nar_weight is {self.nar_weight}; must be in [0, 1]")
+        if not 0.0 <= self.prompt_residual <= 1.0:
+            raise ValueError(f"prompt_residual is {self.prompt_residual}; must be in [0, 1]")
+        if self.nar_weight + self.prompt_residual > 1.0 + 1e-9:
+            raise ValueError(f"nar_weight ({self.nar_weight}) + prompt_residual ({self.prompt_residual}) is more "
+                             "than 1: they are shares of one residual")
+        if self.prompt_residual_k < 1:
+            raise ValueError(f"prompt_residual_k is {self.prompt_residual_k}; must be >= 1")
         if self.residual_prior not in RESIDUAL_PRIORS:
             raise ValueError(f"residual_prior is {self.residual_prior!r}; must be one of {', '.join(RESIDUAL_PRIORS)}")
         if not 0.0 <= self.post_filter_strength <= 1.0:

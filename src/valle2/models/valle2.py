@@ -413,7 +413,7 @@ class VallE2(nn.Module):
         self._check_decoding(sampling)
         refs = [r.prompt.codes for r in rows] if sampling.post_filter == "prompt_match" else None
         return self._decode([r.codes for r in results], refs, strength=sampling.post_filter_strength,
-                            residuals=self.residuals(results, sampling))
+                            residuals=self.residuals(results, sampling, prompts=[r.prompt.codes for r in rows]))
 
     def _decode(self, codes: list[torch.Tensor], refs: list[torch.Tensor] | None = None,
                 strength: float = 1.0, residuals: list[torch.Tensor] | None = None) -> list[np.ndarray]:
@@ -436,14 +436,16 @@ class VallE2(nn.Module):
             waves[i] = w
         return waves
 
-    def residuals(self, results: list[RowResult], sampling: SamplingConfig | None = None) -> list[torch.Tensor] | None:
+    def residuals(self, results: list[RowResult], sampling: SamplingConfig | None = None,
+                  prompts: list[torch.Tensor] | None = None) -> list[torch.Tensor] | None:
         """What the codec decodes on top of codebook 0 for ``generate``'s results under ``sampling`` (default: the
         model's), one ``(D, T)`` tensor per row; None when the codes decode as they are.
 
         ``nar_decoding="expected"``: the NAR's expected entries (``RowResult.residual``); with ``nar_weight`` w < 1,
         that residual (or the entries of the NAR's codes, for a result without one) scaled by w plus (1 - w) times
         the mean entry of each codebook 1..K-1 (``residual_prior="mean"``) or the table's row for each frame's
-        codebook-0 code (``"code0"``). ``decode_rows`` decodes with these; recipes that decode log-mels
+        codebook-0 code (``"code0"``); with ``prompt_residual`` b > 0, b of it comes from the row's prompt
+        (``prompts``: each row's prompt codes; ``residual_prior.prompt_knn_residual``). ``decode_rows`` decodes with these; recipes that decode log-mels
         themselves (``recipes/vocoder_gta.py``, ``benchmarks/nar_oracle.py``) call it to decode as synthesis does."""
         sampling = sampling or self.sampling
         self._check_decoding(sampling)
@@ -460,8 +462,21 @@ class VallE2(nn.Module):
         else:
             mean = entries[1:].mean(1).sum(0)[:, None]  # (D, 1); zeros when K = 1
             fallback = lambda r: mean  # noqa: E731
-        return [w * (r.residual if r.residual is not None else rvq_decode(r.codes[1:], entries[1:]).T)
-                + (1 - w) * fallback(r) for r in results]
+        b = sampling.prompt_residual
+        if b > 0:
+            from valle2.generation.residual_prior import knn_keys, prompt_knn_residual
+
+            if prompts is None or len(prompts) != len(results):
+                raise ValueError("prompt_residual > 0 needs each row's prompt codes (prompts=...)")
+            keys = knn_keys(self.codec)
+        out = []
+        for i, r in enumerate(results):
+            res = w * (r.residual if r.residual is not None else rvq_decode(r.codes[1:], entries[1:]).T)
+            res = res + (1 - w - b) * fallback(r)
+            if b > 0:
+                res = res + b * prompt_knn_residual(r.codes[0], prompts[i], keys, entries, sampling.prompt_residual_k)
+            out.append(res)
+        return out
 
     def _select(self, waves, row: Row, select, prompt: Prompt) -> int:
         from valle2.eval.scorers import get_scorer

@@ -456,7 +456,8 @@ class Exporter:
                                                         post_filter=cfg.export.post_filter,
                                                         post_filter_strength=cfg.export.post_filter_strength,
                                                         nar_weight=cfg.export.nar_weight,
-                                                        residual_prior=cfg.export.residual_prior))
+                                                        residual_prior=cfg.export.residual_prior,
+                                                        prompt_residual=cfg.export.prompt_residual))
         self.trained: set[str] = set()
         self.base: dict = {}
         if cfg.train.init_from and cfg.train.models != "both":  # parts not trained now come from there
