@@ -105,10 +105,12 @@ def test_default_is_the_trained_model(model: VallE2):
     assert model.codec.identity()["name"] == _codec_name()
     # it decodes with the prompt-matched post-filter (benchmarks/RESULTS.md, "The voice bars met")
     assert model.sampling.post_filter == "prompt_match"
-    # the NAR's expected entries, half of its residual, the other half each codebook-0 code's mean residual
-    # (more of the words, the same voice: RESULTS.md, sessions 13 and 15)
+    # the residual it decodes: half the NAR's expected entries, 0.2 from the prompt's nearest frames, the rest each
+    # codebook-0 code's mean residual; the post-filter half way (more of the words, the same voice: RESULTS.md,
+    # sessions 13 and 15)
     assert model.sampling.nar_decoding == "expected" and model.sampling.nar_weight == 0.5
     assert model.sampling.residual_prior == "code0" and model.residual_prior is not None
+    assert model.sampling.prompt_residual == 0.2 and model.sampling.post_filter_strength == 0.5
     # its AR decodes with int8 weights on the CPU (same bars, faster steps: RESULTS.md, "An int8 AR")
     assert model.ar_precision == "int8" and model.nar_precision == "bf16"
 
@@ -126,7 +128,8 @@ def test_default_model_follows_the_text(model: VallE2):
     session 10 (int8 AR, 2-core EPYC) 0.57 / 0.95; session 11 (codec v4) 0.57 / 0.96; session 13,
     c2b2 decoding the NAR's expected entries at nar_weight 0.7: 0.09 / 0.87 (its min-distortion codes at
     weight 0.7: 0.18 / 0.89; at weight 1, session 12's decoding: 0.19 / 0.90); session 15, weight 0.5 with each
-    codebook-0 code's mean residual for the rest (residual_prior "code0"): 0.08 / 0.87."""
+    codebook-0 code's mean residual for the rest (residual_prior "code0"): 0.08 / 0.87; then with 0.2 of the residual
+    from the prompt's nearest frames and the post-filter half way (bundled): 0.11 / 0.86."""
     pytest.importorskip("faster_whisper", reason="faster-whisper (the ASR) is not installed")
     from valle2.eval.asr import get_asr
     from valle2.eval.wer import char_error_rate
