@@ -12,6 +12,9 @@ fallback (``SamplingConfig.residual_prior``):
 The table is fitted from codes alone (no audio) and stored beside the weights as
 ``residual_prior.safetensors``: tensor ``code0`` (V, D), fitted frame counts ``counts`` (V,), and the
 codec it was fitted for in the metadata (its ``codebooks_sha256``), checked at load.
+
+``prompt_knn_residual`` is the other source of a residual without the NAR (``SamplingConfig.prompt_residual``):
+the prompt's own frames nearest each output frame, which carry the prompt's voice.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from pathlib import Path
 import torch
 
 from valle2.errors import ModelFileError
+from valle2.generation.sampling import RESIDUAL_PRIORS  # noqa: F401  (the names SamplingConfig takes)
 
 FILE = "residual_prior.safetensors"
-from valle2.generation.sampling import RESIDUAL_PRIORS  # noqa: F401  (the names SamplingConfig takes)
 
 
 def fit_code0_prior(codes: Iterable[torch.Tensor], entries: torch.Tensor, *, min_count: int = 20
@@ -65,9 +68,10 @@ def prompt_knn_residual(codes0: torch.Tensor, prompt_codes: torch.Tensor, keys: 
     if prompt_codes.shape[1] == 0:
         raise ValueError("the prompt has no frames to take a residual from")
     pc = prompt_codes.long().to(entries.device)
+    codes0 = codes0.long().to(keys.device)
     own = sum(entries[j][pc[j]] for j in range(1, entries.shape[0])).T  # (D, Tp)
-    dist = torch.cdist(keys[codes0.long()].float(), keys[pc[0]].float())  # (T, Tp)
-    nearest = dist.topk(min(k, dist.shape[1]), largest=False).indices  # (T, k)
+    dist = torch.cdist(keys[codes0].float(), keys[pc[0].to(keys.device)].float())  # (T, Tp)
+    nearest = dist.topk(min(k, dist.shape[1]), largest=False).indices.to(own.device)  # (T, k)
     return own[:, nearest].mean(-1)
 
 

@@ -445,8 +445,8 @@ class VallE2(nn.Module):
         that residual (or the entries of the NAR's codes, for a result without one) scaled by w plus (1 - w) times
         the mean entry of each codebook 1..K-1 (``residual_prior="mean"``) or the table's row for each frame's
         codebook-0 code (``"code0"``); with ``prompt_residual`` b > 0, b of it comes from the row's prompt
-        (``prompts``: each row's prompt codes; ``residual_prior.prompt_knn_residual``). ``decode_rows`` decodes with these; recipes that decode log-mels
-        themselves (``recipes/vocoder_gta.py``, ``benchmarks/nar_oracle.py``) call it to decode as synthesis does."""
+        (``prompts``: each row's prompt codes; ``residual_prior.prompt_knn_residual``). ``decode_rows`` decodes
+        with these; recipes that decode log-mels themselves (``recipes/vocoder_gta.py``, ``benchmarks/nar_oracle.py``) call it to decode as synthesis does."""
         sampling = sampling or self.sampling
         self._check_decoding(sampling)
         if sampling.nar_decoding != "expected" and sampling.nar_weight >= 1:
@@ -472,9 +472,10 @@ class VallE2(nn.Module):
         out = []
         for i, r in enumerate(results):
             res = w * (r.residual if r.residual is not None else rvq_decode(r.codes[1:], entries[1:]).T)
-            res = res + (1 - w - b) * fallback(r)
+            res = res + (1 - w - b) * fallback(r).to(res.device)
             if b > 0:
-                res = res + b * prompt_knn_residual(r.codes[0], prompts[i], keys, entries, sampling.prompt_residual_k)
+                knn = prompt_knn_residual(r.codes[0], prompts[i], keys, entries, sampling.prompt_residual_k)
+                res = res + b * knn.to(res.device)
             out.append(res)
         return out
 
