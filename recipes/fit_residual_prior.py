@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 
 
-def packed_codes(path: Path, codec_identity: dict, chunk: int = 500_000):
-    """Yield (K, n) slices of a packed file's codes (or its ``.xz``), after checking its codec against the model's."""
+def packed_codes(path: Path, codec_identity: dict):
+    """A packed file's codes (K, N) (or its ``.xz``'s), after checking its codec against the model's."""
     from valle2.codec.base import same_codes
     from valle2.training.packed import load_packed
 
@@ -27,9 +27,7 @@ def packed_codes(path: Path, codec_identity: dict, chunk: int = 500_000):
     theirs = data.meta.get("codec")
     if not isinstance(theirs, dict) or not same_codes(theirs, codec_identity):
         raise SystemExit(f"{path} was tokenised with codec {theirs}; the model's codec is {codec_identity}")
-    codes = data.codes.long()
-    for a in range(0, codes.shape[1], chunk):
-        yield codes[:, a : a + chunk]
+    return data.codes
 
 
 def main() -> None:
@@ -46,7 +44,7 @@ def main() -> None:
 
     model = VallE2.from_pretrained(str(args.model))
     identity = model.codec.identity()
-    prior, counts = fit_code0_prior((c for p in args.packed for c in packed_codes(p, identity)),
+    prior, counts = fit_code0_prior((packed_codes(p, identity) for p in args.packed),
                                     model.codec.code_entries(), min_count=args.min_count)
     path = save_prior(args.model, prior, counts, model.codec)
     seen = int((counts >= args.min_count).sum())

@@ -147,7 +147,7 @@ def rvq_encode(x: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
 
 def rvq_decode(codes: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
     """Codes [K', T] (K' <= K: the first K' stages) -> frames [T, D]."""
-    out = torch.zeros(codes.shape[1], codebooks.shape[-1], dtype=codebooks.dtype)
+    out = torch.zeros(codes.shape[1], codebooks.shape[-1], dtype=codebooks.dtype, device=codebooks.device)
     for k in range(codes.shape[0]):
         out = out + codebooks[k][codes[k]]
     return out

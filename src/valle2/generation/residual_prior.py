@@ -24,10 +24,16 @@ from pathlib import Path
 
 import torch
 
+from valle2.codec.mel import rvq_decode  # a frame is the sum of its codes' entries, for any codec
 from valle2.errors import ModelFileError
-from valle2.generation.sampling import RESIDUAL_PRIORS  # noqa: F401  (the names SamplingConfig takes)
 
 FILE = "residual_prior.safetensors"
+CHUNK_FRAMES = 500_000  # fitting holds (chunk, D) float64 sums: bounded memory for whole packed files
+
+
+def mean_residual(entries: torch.Tensor) -> torch.Tensor:
+    """The ``"mean"`` prior (D,): the mean entry of each codebook 1..K-1, summed (zeros when K = 1)."""
+    return entries[1:].float().mean(1).sum(0)
 
 
 def fit_code0_prior(codes: Iterable[torch.Tensor], entries: torch.Tensor, *, min_count: int = 20
@@ -43,17 +49,17 @@ def fit_code0_prior(codes: Iterable[torch.Tensor], entries: torch.Tensor, *, min
         raise ValueError("a residual prior needs a codec with at least 2 codebooks")
     total = torch.zeros(V, D, dtype=torch.float64)
     counts = torch.zeros(V, dtype=torch.float64)
-    for c in codes:
-        if c.dim() != 2 or c.shape[0] != K:
-            raise ValueError(f"codes must be (K={K}, T), got {tuple(c.shape)}")
-        c = c.long()
-        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= V):
-            raise ValueError(f"codes must lie in [0, {V}), got [{int(c.min())}, {int(c.max())}]")
-        residual = sum(entries[k][c[k]] for k in range(1, K)).double()  # (T, D)
-        total.index_add_(0, c[0], residual)
-        counts.index_add_(0, c[0], torch.ones(c.shape[1], dtype=torch.float64))
+    for codes_k_t in codes:
+        if codes_k_t.dim() != 2 or codes_k_t.shape[0] != K:
+            raise ValueError(f"codes must be (K={K}, T), got {tuple(codes_k_t.shape)}")
+        for a in range(0, codes_k_t.shape[1], CHUNK_FRAMES):
+            c = codes_k_t[:, a : a + CHUNK_FRAMES].long()
+            if c.numel() and (int(c.min()) < 0 or int(c.max()) >= V):
+                raise ValueError(f"codes must lie in [0, {V}), got [{int(c.min())}, {int(c.max())}]")
+            total.index_add_(0, c[0], rvq_decode(c[1:], entries[1:]).double())
+            counts.index_add_(0, c[0], torch.ones(c.shape[1], dtype=torch.float64))
     prior = (total / counts.clamp(min=1)[:, None]).float()
-    prior[counts < min_count] = entries[1:].mean(1).sum(0)
+    prior[counts < min_count] = mean_residual(entries)
     return prior, counts.float()
 
 
@@ -69,7 +75,7 @@ def prompt_knn_residual(codes0: torch.Tensor, prompt_codes: torch.Tensor, keys: 
         raise ValueError("the prompt has no frames to take a residual from")
     pc = prompt_codes.long().to(entries.device)
     codes0 = codes0.long().to(keys.device)
-    own = sum(entries[j][pc[j]] for j in range(1, entries.shape[0])).T  # (D, Tp)
+    own = rvq_decode(pc[1:], entries[1:]).T  # (D, Tp)
     dist = torch.cdist(keys[codes0].float(), keys[pc[0].to(keys.device)].float())  # (T, Tp)
     nearest = dist.topk(min(k, dist.shape[1]), largest=False).indices.to(own.device)  # (T, k)
     return own[:, nearest].mean(-1)

@@ -446,7 +446,8 @@ class VallE2(nn.Module):
         the mean entry of each codebook 1..K-1 (``residual_prior="mean"``) or the table's row for each frame's
         codebook-0 code (``"code0"``); with ``prompt_residual`` b > 0, b of it comes from the row's prompt
         (``prompts``: each row's prompt codes; ``residual_prior.prompt_knn_residual``). ``decode_rows`` decodes
-        with these; recipes that decode log-mels themselves (``recipes/vocoder_gta.py``, ``benchmarks/nar_oracle.py``) call it to decode as synthesis does."""
+        with these; recipes that decode log-mels themselves (``recipes/vocoder_gta.py``,
+        ``benchmarks/nar_oracle.py``) call it to decode as synthesis does."""
         sampling = sampling or self.sampling
         self._check_decoding(sampling)
         if sampling.nar_decoding != "expected" and sampling.nar_weight >= 1:
@@ -455,17 +456,16 @@ class VallE2(nn.Module):
         if w >= 1:
             return [r.residual for r in results]
         from valle2.codec.mel import rvq_decode  # a frame is the sum of its codes' entries, for any codec
+        from valle2.generation.residual_prior import knn_keys, mean_residual, prompt_knn_residual
 
         entries = self.codec.code_entries().float()
         if sampling.residual_prior == "code0":
             fallback = lambda r: self.residual_prior.to(r.codes.device)[r.codes[0]].T  # noqa: E731  (D, T)
         else:
-            mean = entries[1:].mean(1).sum(0)[:, None]  # (D, 1); zeros when K = 1
+            mean = mean_residual(entries)[:, None]  # (D, 1)
             fallback = lambda r: mean  # noqa: E731
         b = sampling.prompt_residual
         if b > 0:
-            from valle2.generation.residual_prior import knn_keys, prompt_knn_residual
-
             if prompts is None or len(prompts) != len(results):
                 raise ValueError("prompt_residual > 0 needs each row's prompt codes (prompts=...)")
             keys = knn_keys(self.codec)
