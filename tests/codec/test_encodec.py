@@ -256,3 +256,18 @@ def test_import_is_cheap():
     env = dict(os.environ, PYTHONPATH=str(Path(valle2.__file__).parents[1]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "False"
+
+
+def test_tiny_random_weights_do_not_depend_on_the_thread_count(monkeypatch):
+    threads = torch.get_num_threads()
+    states = []
+    try:
+        for n in (1, 2):
+            monkeypatch.setattr(encodec, "_TINY_CACHE", {})
+            torch.set_num_threads(n)
+            states.append(EncodecCodec.tiny_random(seed=0).model.state_dict())
+            assert torch.get_num_threads() == n  # left as the caller set it
+    finally:
+        torch.set_num_threads(threads)
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key

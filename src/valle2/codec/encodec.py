@@ -164,7 +164,8 @@ class EncodecCodec:
 
         Its single target bandwidth is ``n_codebooks * log2(codebook_size) * 75 / 1000`` kbps
         (1.8 for the defaults), so encoding yields exactly ``n_codebooks`` codebooks.
-        The same arguments always give the same weights (the global RNG is untouched).
+        The same arguments always give the same weights, whatever the thread count (the global
+        RNG and the thread count are left as they were).
         Codebooks are initialised from statistics of the encoder's own outputs on seeded
         noise, so codes spread over the codebook instead of collapsing onto one entry.
         Building takes about 0.5 s of CPU; the last few models built are kept, and later
@@ -179,10 +180,17 @@ class EncodecCodec:
         key = (int(seed), int(n_codebooks), int(codebook_size))
         if key not in _TINY_CACHE:
             EncodecConfig, EncodecModel = _import_transformers()
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = EncodecModel(EncodecConfig(**kwargs)).eval()
-            _init_codebooks_from_data(model, seed)
+            # One thread while building: the codebooks come from the encoder's outputs, whose float
+            # rounding (and so a few entries) would otherwise depend on the caller's thread count.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    model = EncodecModel(EncodecConfig(**kwargs)).eval()
+                _init_codebooks_from_data(model, seed)
+            finally:
+                torch.set_num_threads(threads)
             while len(_TINY_CACHE) >= _TINY_CACHE_SIZE:
                 _TINY_CACHE.pop(next(iter(_TINY_CACHE)))
             _TINY_CACHE[key] = model
