@@ -130,6 +130,7 @@ def main() -> None:
     ap.add_argument("--nar-weight", type=float, default=None, help="0-1 (default: the model's)")
     ap.add_argument("--residual-prior", choices=["mean", "code0"], default=None, help="default: the model's")
     ap.add_argument("--prompt-residual", type=float, default=None, help="0-1 (default: the model's)")
+    ap.add_argument("--vocoder", choices=["codec", "synthesis"], default=None, help="default: the model's")
     ap.add_argument("--reserved", type=int, default=0, metavar="N",
                     help="also N sentences in each reserved voice (independent evaluation; see above)")
     ap.add_argument("--ar-precision", choices=["fp32", "int8"], default=None, help="default: the model's")
@@ -157,7 +158,8 @@ def main() -> None:
                                      nar_decoding=args.nar_decoding, nar_temperature=args.nar_temperature,
                                      post_filter=args.post_filter,
                                      post_filter_strength=args.post_filter_strength, nar_weight=args.nar_weight,
-                                     residual_prior=args.residual_prior, prompt_residual=args.prompt_residual)
+                                     residual_prior=args.residual_prior, prompt_residual=args.prompt_residual,
+                                     vocoder=args.vocoder)
     voices = sorted(chosen)
     prompts = {v: model.prepare_prompt((load_span(chosen[v][0], sr), sr), chosen[v][0].text) for v in voices}
     reserved = render_reserved_set(args.reserved, args.out / "reserved") if args.reserved else {}

@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--nar-weight", type=float, default=None, help="0-1 (default: the model's)")
     ap.add_argument("--residual-prior", choices=["mean", "code0"], default=None, help="default: the model's")
     ap.add_argument("--prompt-residual", type=float, default=None, help="0-1 (default: the model's)")
+    ap.add_argument("--vocoder", choices=["codec", "synthesis"], default=None, help="default: the model's")
     ap.add_argument("--post-filter-strength", type=float, default=None, help="0-1 (default: the model's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -53,6 +54,7 @@ def main() -> None:
     entries = model.codec.code_entries() if decoding in ("min_distortion", "expected") else None
     sampling = model.sampling_config(nar_decoding=decoding, nar_weight=args.nar_weight, post_filter=args.post_filter,
                                      residual_prior=args.residual_prior, prompt_residual=args.prompt_residual,
+                                     vocoder=args.vocoder,
                                      post_filter_strength=args.post_filter_strength)
     post_filter = sampling.post_filter
     prompt = model.prepare_prompt(DEMO / "prompt.wav", (DEMO / "prompt.txt").read_text().strip())
@@ -78,7 +80,7 @@ def main() -> None:
     seconds = len(wav) / model.sample_rate
     ar_s, nar_s, codec_s = best
     result = {
-        "model": args.model, "threads": args.threads, "nar_precision": precision, "ar_precision": model.ar_precision, "nar_decoding": decoding, "nar_weight": sampling.nar_weight, "residual_prior": sampling.residual_prior, "prompt_residual": sampling.prompt_residual,
+        "model": args.model, "threads": args.threads, "nar_precision": precision, "ar_precision": model.ar_precision, "nar_decoding": decoding, "nar_weight": sampling.nar_weight, "residual_prior": sampling.residual_prior, "prompt_residual": sampling.prompt_residual, "vocoder": sampling.vocoder,
         "post_filter_strength": sampling.post_filter_strength, "post_filter": post_filter, "audio_seconds": round(seconds, 3),
         "ar_s": round(ar_s, 3), "ar_ms_per_step": round(ar_s / ar.steps * 1000, 2), "nar_s": round(nar_s, 3),
         "codec_s": round(codec_s, 3), "rtf": round(sum(best) / seconds, 4),

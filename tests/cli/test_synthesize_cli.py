@@ -77,10 +77,14 @@ def test_cli_nar_decoding_option(capsys, prompt_wav, tmp_path):
     code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "w.wav"),
                            "--nar-weight", "1.5")
     assert code != 0 and "nar_weight is 1.5; must be in [0, 1]" in err and not (tmp_path / "w.wav").exists()
-    # a model folder without the residual prior's table: refused before any work, nothing written
+    # a folder without the prior's table, a codec without a log-mel: refused before any work, nothing written
     code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "p.wav"),
                            "--nar-weight", "0.5", "--residual-prior", "code0")
     assert code != 0 and "residual_prior='code0' needs the table" in err and not (tmp_path / "p.wav").exists()
+    code, _, err = run_cli(capsys, "--text", "x", "--prompt", str(prompt_wav), "--out", str(tmp_path / "v.wav"),
+                           "--vocoder", "synthesis")
+    assert code != 0 and "vocoder='synthesis' needs a codec that vocodes a log-mel" in err
+    assert not (tmp_path / "v.wav").exists()
 
 
 def _write(tmp_path, name, wav, sr=16000):

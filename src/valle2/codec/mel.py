@@ -393,20 +393,25 @@ class MelCodec:
     # decode(codes, residual=r) decodes codebook 0's entry + r (the NAR's expected entries, nar_decode.py)
     supports_residual = True
 
+    # decode(codes, vocoder=v) vocodes with v instead of the codec's own (valle2.generation.synthesis_vocoder)
+    supports_vocoder = True
+
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor, reference: torch.Tensor | None = None, strength: float = 1.0,
-               residual: torch.Tensor | None = None) -> np.ndarray:
+               residual: torch.Tensor | None = None, vocoder: nn.Module | None = None) -> np.ndarray:
         """Codes [K, T] -> float32 waveform [T * hop] at 24 kHz (vocoder, else Griffin-Lim).
 
         ``reference``: the prompt's codes [K', Tp]; when given, the decoded log-mel first takes
         the prompt's per-bin mean and spread (``match_prompt_statistics``), ``strength`` of the way.
-        ``residual`` [n_mels, T]: decode codebook 0's entries plus this instead of all K codes' entries."""
+        ``residual`` [n_mels, T]: decode codebook 0's entries plus this instead of all K codes' entries.
+        ``vocoder``: another vocoder of the same log-mel (a model's synthesis vocoder) instead of the codec's."""
         mel = self.synthesis_mel(codes, reference, strength, residual)
         if mel.shape[-1] == 0:
             return np.zeros(0, dtype=np.float32)
-        if self.vocoder is None:
+        vocoder = vocoder if vocoder is not None else self.vocoder
+        if vocoder is None:
             return self._griffin_lim(mel)
-        wav = self.vocoder(mel[None])[0]
+        wav = vocoder(mel[None])[0]
         return wav.clamp(-1.0, 1.0).numpy().astype(np.float32)
 
     def synthesis_mel(self, codes: torch.Tensor, reference: torch.Tensor | None = None,

@@ -61,6 +61,8 @@ def register(sub) -> None:
                         "table (default from the model)")
     p.add_argument("--prompt-residual", type=float, default=None, metavar="B",
                    help="share of that blend taken from the prompt's nearest frames, 0-1 (default from the model)")
+    p.add_argument("--vocoder", choices=["codec", "synthesis"], default=None,
+                   help="the codec's vocoder or the model's synthesis vocoder (default from the model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -154,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
                                   ("post_filter_strength", args.post_filter_strength),
                                   ("nar_weight", args.nar_weight),
                                   ("residual_prior", args.residual_prior),
-                                  ("prompt_residual", args.prompt_residual)) if v is not None}
+                                  ("prompt_residual", args.prompt_residual),
+                                  ("vocoder", args.vocoder)) if v is not None}
     try:
         model.sampling_config(**sampling)
     except ValueError as exc:

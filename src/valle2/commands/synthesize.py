@@ -50,6 +50,9 @@ def register(sub) -> None:
     p.add_argument("--prompt-residual", type=float, default=None, metavar="B",
                    help="share of the residual taken from the prompt's own frames nearest each output frame "
                         "(kNN; nar_weight + B <= 1): more of the voice (default from the model)")
+    p.add_argument("--vocoder", choices=["codec", "synthesis"], default=None,
+                   help="codec: the codec's own vocoder (the one resynthesis uses); synthesis: the model folder's "
+                        "vocoder fine-tuned on its synthesis log-mels (default from the model)")
     p.add_argument("--ar-precision", choices=["fp32", "int8"], default=None,
                    help="int8: decode codebook 0 with an int8 copy of the AR (CPU; faster where memory bounds "
                         "the AR's steps; default from the model)")
@@ -93,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
                         repetition_aware=False if args.no_ras else None, nar_decoding=args.nar_decoding,
                         nar_temperature=args.nar_temperature, post_filter=args.post_filter,
                         post_filter_strength=args.post_filter_strength, nar_weight=args.nar_weight,
-                        residual_prior=args.residual_prior, prompt_residual=args.prompt_residual)
+                        residual_prior=args.residual_prior, prompt_residual=args.prompt_residual,
+                        vocoder=args.vocoder)
         chosen = model.sampling_config(**sampling)  # validate before the expensive work
         if args.nar_temperature is not None and chosen.nar_decoding == "greedy":
             raise ValueError("--nar-temperature applies to min_distortion and expected NAR decoding; this run decodes "

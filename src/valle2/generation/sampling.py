@@ -16,6 +16,7 @@ import torch
 NAR_DECODINGS = ("greedy", "min_distortion", "expected")
 POST_FILTERS = ("none", "prompt_match")
 RESIDUAL_PRIORS = ("mean", "code0")  # valle2.generation.residual_prior
+VOCODERS = ("codec", "synthesis")  # valle2.generation.synthesis_vocoder
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class SamplingConfig:
     # voice; nar_weight + prompt_residual <= 1, and the rest is residual_prior's.
     prompt_residual: float = 0.0
     prompt_residual_k: int = 8
+    # Which vocoder turns the decoded log-mel into audio: "codec", the codec's own (the one resynthesis uses);
+    # "synthesis", the model folder's copy fine-tuned on this model's synthesis log-mels (valle2-mel only;
+    # valle2.generation.synthesis_vocoder).
+    vocoder: str = "codec"
 
     def __post_init__(self):
         if not 0.0 < self.top_p <= 1.0:
@@ -78,6 +83,8 @@ class SamplingConfig:
             raise ValueError(f"prompt_residual_k is {self.prompt_residual_k}; must be >= 1")
         if self.residual_prior not in RESIDUAL_PRIORS:
             raise ValueError(f"residual_prior is {self.residual_prior!r}; must be one of {', '.join(RESIDUAL_PRIORS)}")
+        if self.vocoder not in VOCODERS:
+            raise ValueError(f"vocoder is {self.vocoder!r}; must be one of {', '.join(VOCODERS)}")
         if not 0.0 <= self.post_filter_strength <= 1.0:
             raise ValueError(f"post_filter_strength is {self.post_filter_strength}; must be in [0, 1]")
         if self.post_filter not in POST_FILTERS:

@@ -7,6 +7,8 @@ Model folder (``save_pretrained`` / ``from_pretrained``), pickle-free::
     model.safetensors  AR and NAR weights ("ar.*", "nar.*")
     symbols.json       the phone symbol table the text ids refer to
     codec/             codec weights, when the codec is not a hub model
+    residual_prior.safetensors     optional: the "code0" residual prior (valle2.generation.residual_prior)
+    synthesis_vocoder.safetensors  optional: a vocoder for synthesis (valle2.generation.synthesis_vocoder)
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def decoding_problem(codec, sampling: SamplingConfig) -> str | None:
         return (f"{setting} needs a codec that decodes a codebook-0 entry plus a continuous residual (valle2-mel, "
                 f"EnCodec); this model's codec ({codec.identity().get('type')}) does not: "
                 "use nar_decoding='min_distortion' and nar_weight=1")
+    if sampling.vocoder != "codec" and not getattr(codec, "supports_vocoder", False):
+        return (f"vocoder={sampling.vocoder!r} needs a codec that vocodes a log-mel (valle2-mel); this model's codec "
+                f"({codec.identity().get('type')}) does not: use vocoder='codec'")
     return None
 
 
@@ -78,6 +83,9 @@ class VallE2(nn.Module):
         self.codec = codec
         self.residual_prior: torch.Tensor | None = None  # (V, D) for sampling.residual_prior="code0"
         self.residual_prior_counts: torch.Tensor | None = None
+        # for sampling.vocoder="synthesis"; like the codec, not a submodule (state_dict and model.safetensors unchanged)
+        self.synthesis_vocoder: nn.Module | None = None
+        self.synthesis_vocoder_source = ""
         self.language = language
         self.requires_consent = requires_consent
         self.name = name
@@ -184,6 +192,12 @@ class VallE2(nn.Module):
             model.set_residual_prior(*rp.load_prior(folder / rp.FILE, codec))
         elif sampling.residual_prior == "code0":
             raise ModelFileError(f"{cfg_path} asks for residual_prior 'code0' but {folder} has no {rp.FILE}")
+        from valle2.generation import synthesis_vocoder as sv
+
+        if (folder / sv.FILE).is_file():
+            model.set_synthesis_vocoder(*sv.load_vocoder(folder / sv.FILE, codec))
+        elif sampling.vocoder == "synthesis":
+            raise ModelFileError(f"{cfg_path} asks for vocoder 'synthesis' but {folder} has no {sv.FILE}")
         return model.eval()
 
     def save_pretrained(self, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Path:
@@ -217,6 +231,10 @@ class VallE2(nn.Module):
             from valle2.generation import residual_prior as rp
 
             rp.save_prior(tmp, self.residual_prior, self.residual_prior_counts, self.codec)
+        if self.synthesis_vocoder is not None:
+            from valle2.generation import synthesis_vocoder as sv
+
+            sv.save_vocoder(tmp, self.synthesis_vocoder, self.codec, source=self.synthesis_vocoder_source)
         if folder.exists():
             old = folder.with_name(folder.name + ".tmp-old")
             if old.exists():
@@ -390,6 +408,25 @@ class VallE2(nn.Module):
             raise ValueError("residual_prior='code0' needs the table that a model folder carries as "
                              "residual_prior.safetensors (recipes/fit_residual_prior.py); this model has none: "
                              "use residual_prior='mean'")
+        if sampling.vocoder == "synthesis" and self.synthesis_vocoder is None:
+            raise ValueError("vocoder='synthesis' needs the vocoder that a model folder carries as "
+                             "synthesis_vocoder.safetensors (recipes/synthesis_vocoder.py); this model has none: "
+                             "use vocoder='codec'")
+
+    def set_synthesis_vocoder(self, vocoder: nn.Module | None, source: str = "") -> None:
+        """Attach (or with None, drop) the vocoder that ``sampling.vocoder == "synthesis"`` decodes with; saved
+        with the model (``valle2.generation.synthesis_vocoder``). It must have the codec's vocoder's shape."""
+        if vocoder is not None:
+            from valle2.generation.synthesis_vocoder import build_like
+
+            expected = build_like(self.codec).state_dict()
+            state = vocoder.state_dict()
+            if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+                raise ValueError("the vocoder's architecture is not this model's codec's vocoder's")
+            vocoder = vocoder.float().cpu().eval()
+        # through __dict__: nn.Module would register a module attribute as a submodule (into state_dict)
+        self.__dict__["synthesis_vocoder"] = vocoder
+        self.synthesis_vocoder_source = source
 
     def set_residual_prior(self, prior: torch.Tensor | None, counts: torch.Tensor | None = None) -> None:
         """Attach (or with None, drop) the ``"code0"`` residual prior (V, D): saved with the model, used when
@@ -413,21 +450,25 @@ class VallE2(nn.Module):
         self._check_decoding(sampling)
         refs = [r.prompt.codes for r in rows] if sampling.post_filter == "prompt_match" else None
         return self._decode([r.codes for r in results], refs, strength=sampling.post_filter_strength,
-                            residuals=self.residuals(results, sampling, prompts=[r.prompt.codes for r in rows]))
+                            residuals=self.residuals(results, sampling, prompts=[r.prompt.codes for r in rows]),
+                            vocoder=self.synthesis_vocoder if sampling.vocoder == "synthesis" else None)
 
     def _decode(self, codes: list[torch.Tensor], refs: list[torch.Tensor] | None = None,
-                strength: float = 1.0, residuals: list[torch.Tensor] | None = None) -> list[np.ndarray]:
+                strength: float = 1.0, residuals: list[torch.Tensor] | None = None,
+                vocoder: nn.Module | None = None) -> list[np.ndarray]:
         """Codes -> waveforms, batched when the codec can; empty codes give empty audio.
         ``refs``: one prompt's codes per row, for the prompt-matched post-filter (``strength`` of the way).
         ``residuals``: per row, what to decode on top of codebook 0's entry instead of the entries of the
-        later codes (``residuals``)."""
+        later codes (``residuals``). ``vocoder``: the synthesis vocoder instead of the codec's."""
         waves: list[np.ndarray] = [np.zeros(0, np.float32)] * len(codes)
         todo = [i for i, c in enumerate(codes) if c.shape[1]]
-        extra = (lambda i: {"residual": residuals[i]}) if residuals is not None else (lambda i: {})
+        extra = {} if vocoder is None else {"vocoder": vocoder}
         if refs is not None:
-            decoded = [self.codec.decode(codes[i], reference=refs[i], strength=strength, **extra(i)) for i in todo]
-        elif residuals is not None:
-            decoded = [self.codec.decode(codes[i], residual=residuals[i]) for i in todo]
+            decoded = [self.codec.decode(codes[i], reference=refs[i], strength=strength,
+                                         residual=None if residuals is None else residuals[i], **extra) for i in todo]
+        elif residuals is not None or vocoder is not None:
+            decoded = [self.codec.decode(codes[i], residual=None if residuals is None else residuals[i], **extra)
+                       for i in todo]
         elif hasattr(self.codec, "decode_batch"):
             decoded = self.codec.decode_batch([codes[i] for i in todo])
         else:
