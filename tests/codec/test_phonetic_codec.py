@@ -353,3 +353,32 @@ def test_gta_mels_are_the_nar_completion_of_the_true_codebook_0(mel_model, tmp_p
     (work / "gta_utts_train.npy").unlink()
     with pytest.raises(FileNotFoundError, match="vocoder_gta"):
         mel_train_main(vargs)
+
+
+def test_train_synthesis_vocoder_recipe_runs_the_round(mel_model, tmp_path: Path):
+    """recipes/train_synthesis_vocoder.sh: features, GTA log-mels, a fine-tune, the export, and the vocoder in the
+    model folder as its default; the model's codec keeps its own vocoder."""
+    import os
+    import subprocess
+    import sys
+
+    from valle2 import VallE2
+
+    folder = mel_model.save_pretrained(tmp_path / "m")
+    corpus, work = tmp_path / "c", tmp_path / "work"
+    _write_corpus(corpus, "train", [110, 150, 190, 230], speakers=["a", "a", "b", "b"])
+    script = Path(__file__).resolve().parents[2] / "recipes" / "train_synthesis_vocoder.sh"
+    env = dict(os.environ, PYTHON=sys.executable, UTTERANCES="3", STEPS="2", MINUTES="5", THREADS="1", MAKE_DEFAULT="1", LR="1e-2",
+               VOCODER_ARGS="--batch 2 --frames 16 --warmup 1")
+    out = subprocess.run(["bash", str(script), str(folder), str(folder / "codec"), str(work), str(corpus)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (work / "gta_utts_train.npy").is_file() and (work / "codec_synthesis").is_dir()
+    loaded = VallE2.from_pretrained(folder)
+    assert loaded.sampling.vocoder == "synthesis" and "vocoder_step" in loaded.synthesis_vocoder_source
+    codec_side = mel_model.codec.vocoder.state_dict()
+    for key, value in loaded.codec.vocoder.state_dict().items():
+        torch.testing.assert_close(value, codec_side[key], atol=1e-3, rtol=1e-3)  # untouched (a float16 copy)
+    moved = [not torch.allclose(a, codec_side[k], atol=1e-3, rtol=1e-3)
+             for k, a in loaded.synthesis_vocoder.state_dict().items()]
+    assert any(moved)  # trained
