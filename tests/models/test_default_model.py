@@ -152,3 +152,17 @@ def test_default_model_follows_the_text(model: VallE2):
     own = np.mean([char_error_rate(t, h) for t, h in zip(texts, hyps)])
     others = np.mean([char_error_rate(u, h) for t, h in zip(texts, hyps) for u in texts if u != t])
     assert own <= 0.5 and own <= others - 0.3, f"CER {own:.2f} to its own text, {others:.2f} to others: {hyps}"
+
+
+def test_the_demo_recipe_exports_the_bundled_decoding():
+    """configs/demo.yaml's export section is the bundled model's decoding, so that the next training run of the
+    recipe exports a model that is judged (and shipped) as the bundled one decodes."""
+    from valle2.config import load_config
+
+    export = load_config("demo").export
+    meta = json.loads((ASSETS / "models" / "default" / "config.json").read_text())
+    sampling = meta["sampling"]
+    for key in ("nar_decoding", "top_p", "temperature", "nar_temperature", "post_filter", "post_filter_strength",
+                "nar_weight", "residual_prior", "prompt_residual"):
+        assert getattr(export, key) == sampling[key], key
+    assert (export.nar_precision, export.ar_precision) == (meta["nar_precision"], meta["ar_precision"])
