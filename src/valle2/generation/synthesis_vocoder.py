@@ -40,11 +40,18 @@ def _arch(codec) -> dict:
 
 def build_like(codec):
     """A fresh vocoder with ``codec``'s architecture (its weights are overwritten by a load)."""
-    from valle2.codec.mel import Vocoder
+    from valle2.codec.mel import build_vocoder
 
-    a = _arch(codec)
-    return Vocoder(a["n_mels"], a["vocoder_dim"], a["vocoder_intermediate"], a["vocoder_layers"], a["n_fft"],
-                   a["hop_length"])
+    _arch(codec)  # a codec with a vocoder, or a clear refusal
+    return build_vocoder(codec.config)
+
+
+def check_architecture(vocoder: torch.nn.Module, codec) -> None:
+    """Refuse a vocoder whose tensors (names or shapes) are not those of ``codec``'s own vocoder."""
+    _arch(codec)
+    expected, state = codec.vocoder.state_dict(), vocoder.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+        raise ValueError("the vocoder's architecture is not the codec's (its tensors or their shapes differ)")
 
 
 def save_vocoder(folder: Path, vocoder: torch.nn.Module, codec, *, source: str = "",
@@ -52,13 +59,10 @@ def save_vocoder(folder: Path, vocoder: torch.nn.Module, codec, *, source: str =
     """Write ``vocoder`` (trained for ``codec``'s codes) as ``folder/synthesis_vocoder.safetensors``."""
     from safetensors.torch import save_file
 
+    check_architecture(vocoder, codec)
     arch = _arch(codec)
-    expected = build_like(codec).state_dict()
-    state = vocoder.state_dict()
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
-        raise ValueError("the vocoder's architecture is not the codec's (its tensors or their shapes differ)")
     cast = lambda v: v.to(dtype) if dtype is not None and v.is_floating_point() else v  # noqa: E731
-    tensors = {k: cast(v.detach()).cpu().contiguous() for k, v in state.items()}
+    tensors = {k: cast(v.detach()).cpu().contiguous() for k, v in vocoder.state_dict().items()}
     path = Path(folder) / FILE
     save_file(tensors, str(path), metadata={
         "format": FORMAT, "architecture": json.dumps(arch, sort_keys=True),

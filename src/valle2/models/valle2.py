@@ -417,12 +417,9 @@ class VallE2(nn.Module):
         """Attach (or with None, drop) the vocoder that ``sampling.vocoder == "synthesis"`` decodes with; saved
         with the model (``valle2.generation.synthesis_vocoder``). It must have the codec's vocoder's shape."""
         if vocoder is not None:
-            from valle2.generation.synthesis_vocoder import build_like
+            from valle2.generation.synthesis_vocoder import check_architecture
 
-            expected = build_like(self.codec).state_dict()
-            state = vocoder.state_dict()
-            if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
-                raise ValueError("the vocoder's architecture is not this model's codec's vocoder's")
+            check_architecture(vocoder, self.codec)
             vocoder = vocoder.float().cpu().eval()
         # through __dict__: nn.Module would register a module attribute as a submodule (into state_dict)
         self.__dict__["synthesis_vocoder"] = vocoder
