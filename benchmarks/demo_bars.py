@@ -131,6 +131,10 @@ def main() -> None:
     ap.add_argument("--residual-prior", choices=["mean", "code0"], default=None, help="default: the model's")
     ap.add_argument("--prompt-residual", type=float, default=None, help="0-1 (default: the model's)")
     ap.add_argument("--vocoder", choices=["codec", "synthesis"], default=None, help="default: the model's")
+    ap.add_argument("--ras-threshold", type=float, default=None, help="repetition-aware sampling's t_r (default: the model's)")
+    ap.add_argument("--ras-window", type=int, default=None, help="repetition-aware sampling's K (default: the model's)")
+    ap.add_argument("--sets", default="natural,corpus", help="which of natural,corpus to run (each item keeps its "
+                    "seed, so a run of one set pairs with a full run of the same --seed)")
     ap.add_argument("--reserved", type=int, default=0, metavar="N",
                     help="also N sentences in each reserved voice (independent evaluation; see above)")
     ap.add_argument("--ar-precision", choices=["fp32", "int8"], default=None, help="default: the model's")
@@ -138,6 +142,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    sets = {x.strip() for x in args.sets.split(",") if x.strip()}
+    if not sets or sets - {"natural", "corpus"}:
+        raise SystemExit(f"--sets takes natural and/or corpus, not {args.sets!r}")
+    sets.add("reserved")
 
     torch.set_num_threads(args.threads)
     from valle2 import VallE2
@@ -159,7 +167,8 @@ def main() -> None:
                                      post_filter=args.post_filter,
                                      post_filter_strength=args.post_filter_strength, nar_weight=args.nar_weight,
                                      residual_prior=args.residual_prior, prompt_residual=args.prompt_residual,
-                                     vocoder=args.vocoder)
+                                     vocoder=args.vocoder, ras_threshold=args.ras_threshold,
+                                     ras_window=args.ras_window)
     voices = sorted(chosen)
     prompts = {v: model.prepare_prompt((load_span(chosen[v][0], sr), sr), chosen[v][0].text) for v in voices}
     reserved = render_reserved_set(args.reserved, args.out / "reserved") if args.reserved else {}
@@ -188,6 +197,8 @@ def main() -> None:
 
     rows = []
     for i, (kind, voice, text, ref) in enumerate(todo):
+        if kind not in sets:
+            continue
         details: list = []
         t0 = time.perf_counter()
         [wav] = model.synthesize_batch([SynthesisJob(text, prompts[voice], unsafe_no_consent=True)],
@@ -286,13 +297,13 @@ def main() -> None:
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: summary[k] for k in ("natural", "corpus", "reserved", "both", "all_rtf")}, indent=2))
+    nan = float("nan")
     for v in voices:
         n, c = summary["per_voice"][v]["natural"], summary["per_voice"][v]["corpus"]
-        print(f"{v:24s} natural WER {n['wer']:.3f} (gt {n['ground_truth_wer']:.3f}) SIM {n['sim_mean']:.3f} "
-              f"(gt {n['ground_truth_sim_mean']:.3f}) rank {n['rank_correct']:.2f} "
-              f"(gt {n['ground_truth_rank_correct']:.2f}) | corpus WER {c.get('wer', float('nan')):.3f} "
-              f"(gt {c.get('ground_truth_wer', float('nan')):.3f}) SIM {c.get('sim_mean') or float('nan'):.3f}")
-
+        print(f"{v:24s} natural WER {n.get('wer', nan):.3f} (gt {n.get('ground_truth_wer', nan):.3f}) "
+              f"SIM {n.get('sim_mean') or nan:.3f} (gt {n.get('ground_truth_sim_mean') or nan:.3f}) "
+              f"rank {n.get('rank_correct', nan):.2f} (gt {n.get('ground_truth_rank_correct', nan):.2f}) | "
+              f"corpus WER {c.get('wer', nan):.3f} (gt {c.get('ground_truth_wer', nan):.3f}) SIM {c.get('sim_mean') or nan:.3f}")
 
 if __name__ == "__main__":
     main()
