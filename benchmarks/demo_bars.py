@@ -32,6 +32,10 @@ Usage (what benchmarks/RESULTS.md reports)::
     python benchmarks/demo_bars.py --model default --corpus /work/data/corpus \\
         --per-voice 6 --threads 2 --out /tmp/bars
 
+``--sets natural`` runs the everyday sentences alone (each item keeps its seed, so such a run pairs
+with a full run of the same ``--seed``). One seed moves the everyday WER by ±5 points: judge a change
+on nine seeds or more with ``benchmarks/bars_summary.py`` (means, standard error, paired sign test).
+
 Outputs: ``OUT/items.jsonl`` (one row per output), ``OUT/summary.json`` and ``OUT/audio/``.
 The held-out voices are synthetic engine voices of the project's own corpus, so consent is
 skipped (``unsafe_no_consent``: logged, and the outputs are still watermarked).
@@ -304,6 +308,7 @@ def main() -> None:
               f"SIM {n.get('sim_mean') or nan:.3f} (gt {n.get('ground_truth_sim_mean') or nan:.3f}) "
               f"rank {n.get('rank_correct', nan):.2f} (gt {n.get('ground_truth_rank_correct', nan):.2f}) | "
               f"corpus WER {c.get('wer', nan):.3f} (gt {c.get('ground_truth_wer', nan):.3f}) SIM {c.get('sim_mean') or nan:.3f}")
+
 
 if __name__ == "__main__":
     main()
