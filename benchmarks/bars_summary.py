@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from collections import Counter
 from math import comb
 from pathlib import Path
 
@@ -50,32 +51,57 @@ def _capped(item) -> float:
     return min(float(item["wer"]), 1.0)
 
 
-def _words_wer(items) -> float | None:
-    """WER over all words of ``items``: the errors of each sentence weighted by its length."""
-    from valle2.eval.wer import wer_details
+def summarise(sub: list[dict]) -> dict:
+    """The figures of one set of demo_bars.py item rows (what its summary.json holds per set); {} for none."""
+    from valle2.eval.wer import char_error_rate, wer_details
 
-    if not items:
-        return None
-    return wer_details([x["text"] for x in items], [x["hyp"] for x in items]).wer
+    if not sub:
+        return {}
+    refs, hyps = [r["text"] for r in sub], [r["hyp"] for r in sub]
+    sims = [r["sim"] for r in sub if r["sim"] is not None]
+    out = {
+        "n": len(sub),
+        "wer": wer_details(refs, hyps).wer,
+        "wer_capped_mean": statistics.mean(map(_capped, sub)),
+        "cer": char_error_rate(refs, hyps),
+        "sim_mean": statistics.mean(sims) if sims else None,
+        "sim_min": min(sims) if sims else None,
+        "rank_correct": sum(r["rank_correct"] for r in sub) / len(sub),
+        "nearest_prompt": dict(Counter(r["nearest_prompt"] for r in sub if r["nearest_prompt"])),
+        "empty": sum(r["seconds"] == 0 for r in sub),
+        "runaway_gt_2x": sum((r["duration_ratio"] or 0) > 2.0 for r in sub),
+        "hit_limit_sentences": sum(sum(r["hit_limit"]) for r in sub),
+        "sentences": sum(len(r["hit_limit"]) for r in sub),
+        "duration_ratio_median": statistics.median(r["duration_ratio"] or 0 for r in sub),
+        "duration_ratio_max": max(r["duration_ratio"] or 0 for r in sub),
+        "rtf": sum(r["synth_s"] for r in sub) / max(sum(r["seconds"] for r in sub), 1e-9),
+        "audio_s": sum(r["seconds"] for r in sub),
+    }
+    out["ground_truth_wer"] = wer_details(refs, [r["gt_hyp"] for r in sub]).wer
+    out["ground_truth_cer"] = char_error_rate(refs, [r["gt_hyp"] for r in sub])
+    gt_sims = [r["gt_sim"] for r in sub if r.get("gt_sim") is not None]
+    out["ground_truth_sim_mean"] = statistics.mean(gt_sims) if gt_sims else None
+    out["ground_truth_rank_correct"] = sum(r.get("gt_rank_correct", False) for r in sub) / len(sub)
+    return out
 
 
 def run_row(run: dict) -> dict:
+    """One run's bars: the everyday and corpus sets, and the held-out outputs (both sets) for the voice."""
     items = run["items"]
-    nat = [x for x in items if x["set"] == "natural"]
-    cor = [x for x in items if x["set"] == "corpus"]
-    held = nat + cor
-    sims = [x["sim"] for x in held if x.get("sim") is not None]
+    nat = summarise([x for x in items if x["set"] == "natural"])
+    cor = summarise([x for x in items if x["set"] == "corpus"])
+    held = summarise([x for x in items if x["set"] in SETS])
     return {
         "name": run["name"], "seed": run["seed"],
-        "natural_capped": statistics.mean(map(_capped, nat)) if nat else None,
-        "natural_wer": _words_wer(nat),
-        "corpus_capped": statistics.mean(map(_capped, cor)) if cor else None,
-        "sim": statistics.mean(sims) if sims else None,
-        "rank_correct": sum(bool(x["rank_correct"]) for x in held) / len(held) if held else None,
-        "outputs": len(held),
-        "runaway": sum((x.get("duration_ratio") or 0) > 2.0 for x in held),
-        "empty": sum(x["seconds"] == 0 for x in held),
-        "at_limit": sum(sum(x.get("hit_limit", [])) for x in held),
+        "natural_capped": nat.get("wer_capped_mean"),
+        "natural_wer": nat.get("wer"),
+        "corpus_capped": cor.get("wer_capped_mean"),
+        "sim": held.get("sim_mean"),
+        "rank_correct": held.get("rank_correct"),
+        "outputs": held.get("n", 0),
+        "runaway": held.get("runaway_gt_2x", 0),
+        "empty": held.get("empty", 0),
+        "at_limit": held.get("hit_limit_sentences", 0),
     }
 
 

@@ -47,9 +47,8 @@ import argparse
 import json
 import platform
 import random
-import statistics
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +154,7 @@ def main() -> None:
     from valle2 import VallE2
     from valle2.eval.asr import get_asr
     from valle2.eval.speaker import cosine, get_speaker_encoder
-    from valle2.eval.wer import char_error_rate, wer_details
+    from valle2.eval.wer import wer_details
     from valle2.models.valle2 import SynthesisJob
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -256,35 +255,7 @@ def main() -> None:
         for r in rows:
             f.write(json.dumps(r) + "\n")
 
-    def summarise(sub):
-        if not sub:
-            return {}
-        refs, hyps = [r["text"] for r in sub], [r["hyp"] for r in sub]
-        sims = [r["sim"] for r in sub if r["sim"] is not None]
-        out = {
-            "n": len(sub),
-            "wer": wer_details(refs, hyps).wer,
-            "wer_capped_mean": statistics.mean(min(r["wer"], 1.0) for r in sub),
-            "cer": char_error_rate(refs, hyps),
-            "sim_mean": statistics.mean(sims) if sims else None,
-            "sim_min": min(sims) if sims else None,
-            "rank_correct": sum(r["rank_correct"] for r in sub) / len(sub),
-            "nearest_prompt": dict(Counter(r["nearest_prompt"] for r in sub if r["nearest_prompt"])),
-            "empty": sum(r["seconds"] == 0 for r in sub),
-            "runaway_gt_2x": sum((r["duration_ratio"] or 0) > 2.0 for r in sub),
-            "hit_limit_sentences": sum(sum(r["hit_limit"]) for r in sub),
-            "sentences": sum(len(r["hit_limit"]) for r in sub),
-            "duration_ratio_median": statistics.median(r["duration_ratio"] or 0 for r in sub),
-            "duration_ratio_max": max(r["duration_ratio"] or 0 for r in sub),
-            "rtf": sum(r["synth_s"] for r in sub) / max(sum(r["seconds"] for r in sub), 1e-9),
-            "audio_s": sum(r["seconds"] for r in sub),
-        }
-        out["ground_truth_wer"] = wer_details(refs, [r["gt_hyp"] for r in sub]).wer
-        out["ground_truth_cer"] = char_error_rate(refs, [r["gt_hyp"] for r in sub])
-        gt_sims = [r["gt_sim"] for r in sub if r.get("gt_sim") is not None]
-        out["ground_truth_sim_mean"] = statistics.mean(gt_sims) if gt_sims else None
-        out["ground_truth_rank_correct"] = sum(r.get("gt_rank_correct", False) for r in sub) / len(sub)
-        return out
+    from bars_summary import summarise  # benchmarks/: the one summary of a set of rows
 
     summary = {
         "model": args.model, "seed": args.seed, "split": args.split, "sampling": sampling.to_dict(), "threads": args.threads, "per_voice": args.per_voice,

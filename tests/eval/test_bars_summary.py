@@ -18,8 +18,11 @@ def bars():
 
 
 def item(i, kind, text, hyp, wer, *, voice="v1", rank=True, seconds=1.0, ratio=1.0, limit=False, sim=0.8):
+    """A row as demo_bars.py writes it (its ground-truth fields: the text read back exactly)."""
     return {"i": i, "set": kind, "voice": voice, "text": text, "hyp": hyp, "wer": wer, "sim": sim,
-            "rank_correct": rank, "seconds": seconds, "duration_ratio": ratio, "hit_limit": [limit]}
+            "rank_correct": rank, "nearest_prompt": voice if rank else "other", "seconds": seconds,
+            "synth_s": 0.1 * seconds, "duration_ratio": ratio, "hit_limit": [limit],
+            "gt_hyp": text, "gt_sim": 0.9, "gt_rank_correct": True}
 
 
 def write_run(folder: Path, seed, items) -> Path:
