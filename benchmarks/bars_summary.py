@@ -85,6 +85,25 @@ def summarise(sub: list[dict]) -> dict:
     return out
 
 
+def run_document(meta: dict, voices: list[str], rows: list[dict]) -> dict:
+    """What demo_bars.py writes to summary.json: the run's settings (``meta``), then the summary of each set,
+    of both held-out sets together, and of each voice's everyday and corpus sets, and the RTF over all items."""
+    doc = dict(meta)
+    for key in ("natural", "corpus", "reserved", "both", "per_voice", "all_rtf"):
+        if key in doc:
+            raise ValueError(f"the run's settings may not use the key {key!r}: the summary writes it")
+    doc.update({
+        "natural": summarise([r for r in rows if r["set"] == "natural"]),
+        "corpus": summarise([r for r in rows if r["set"] == "corpus"]),
+        "reserved": summarise([r for r in rows if r["set"] == "reserved"]),
+        "both": summarise([r for r in rows if r["set"] != "reserved"]),
+        "per_voice": {v: {k: summarise([r for r in rows if r["set"] == k and r["voice"] == v])
+                          for k in ("natural", "corpus")} for v in voices},
+        "all_rtf": sum(r["synth_s"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9),
+    })
+    return doc
+
+
 def run_row(run: dict) -> dict:
     """One run's bars: the everyday and corpus sets, and the held-out outputs (both sets) for the voice."""
     items = run["items"]

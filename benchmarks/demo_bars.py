@@ -255,21 +255,15 @@ def main() -> None:
         for r in rows:
             f.write(json.dumps(r) + "\n")
 
-    from bars_summary import summarise  # benchmarks/: the one summary of a set of rows
+    from bars_summary import run_document  # benchmarks/: the one summary of a set of rows
 
-    summary = {
-        "model": args.model, "seed": args.seed, "split": args.split, "sampling": sampling.to_dict(), "threads": args.threads, "per_voice": args.per_voice,
+    summary = run_document({
+        "model": args.model, "seed": args.seed, "split": args.split, "sampling": sampling.to_dict(), "threads": args.threads,
+        "utterances_per_voice": args.per_voice,
         "voices": {v: {"prompt_id": chosen[v][0].id, "prompt_s": chosen[v][0].duration} for v in voices},
-        "natural": summarise([r for r in rows if r["set"] == "natural"]),
-        "corpus": summarise([r for r in rows if r["set"] == "corpus"]),
-        "reserved": summarise([r for r in rows if r["set"] == "reserved"]),
-        "both": summarise([r for r in rows if r["set"] != "reserved"]),
-        "per_voice": {v: {k: summarise([r for r in rows if r["set"] == k and r["voice"] == v]) for k in ("natural", "corpus")}
-                      for v in voices},
-        "all_rtf": sum(r["synth_s"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9),
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
-    }
+    }, list(voices), rows)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: summary[k] for k in ("natural", "corpus", "reserved", "both", "all_rtf")}, indent=2))
     nan = float("nan")

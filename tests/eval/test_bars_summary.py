@@ -110,3 +110,19 @@ def test_the_command_line_prints_the_bars(bars, tmp_path, capsys):
     assert "paired natural  (1 sentences): capped 0.0 -> 0.0 %, 0 better, 0 worse" in text
     saved = json.loads((tmp_path / "out.json").read_text())
     assert saved["aggregate"]["runs"] == 1 and saved["paired"]["corpus"]["n"] == 1
+
+
+def test_run_document_keeps_the_runs_settings_beside_the_per_voice_summaries(bars):
+    rows = [item(0, "natural", "one two", "one two", 0.0, voice="v1"),
+            item(1, "natural", "three four", "three", 0.5, voice="v2", rank=False),
+            item(2, "corpus", "five six", "five six", 0.0, voice="v2"),
+            item(3, "reserved", "seven", "", 1.0, voice="r1", rank=False)]
+    doc = bars.run_document({"seed": 3, "utterances_per_voice": 6}, ["v1", "v2"], rows)
+    assert doc["seed"] == 3 and doc["utterances_per_voice"] == 6  # the count is no longer overwritten
+    assert set(doc["per_voice"]) == {"v1", "v2"}
+    assert doc["per_voice"]["v1"]["natural"]["n"] == 1 and doc["per_voice"]["v1"]["corpus"] == {}
+    assert doc["per_voice"]["v2"]["natural"]["wer"] == pytest.approx(0.5)
+    assert doc["natural"]["n"] == 2 and doc["both"]["n"] == 3 and doc["reserved"]["n"] == 1
+    assert doc["all_rtf"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="per_voice"):
+        bars.run_document({"per_voice": 6}, ["v1"], rows)
