@@ -263,7 +263,7 @@ def main() -> None:
         "voices": {v: {"prompt_id": chosen[v][0].id, "prompt_s": chosen[v][0].duration} for v in voices},
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
-    }, list(voices), rows)
+    }, voices, rows)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: summary[k] for k in ("natural", "corpus", "reserved", "both", "all_rtf")}, indent=2))
     nan = float("nan")
