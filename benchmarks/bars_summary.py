@@ -96,9 +96,9 @@ def run_document(meta: dict, voices: list[str], rows: list[dict]) -> dict:
         "natural": summarise([r for r in rows if r["set"] == "natural"]),
         "corpus": summarise([r for r in rows if r["set"] == "corpus"]),
         "reserved": summarise([r for r in rows if r["set"] == "reserved"]),
-        "both": summarise([r for r in rows if r["set"] != "reserved"]),
+        "both": summarise([r for r in rows if r["set"] in SETS]),
         "per_voice": {v: {k: summarise([r for r in rows if r["set"] == k and r["voice"] == v])
-                          for k in ("natural", "corpus")} for v in voices},
+                          for k in SETS} for v in voices},
         "all_rtf": sum(r["synth_s"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9),
     })
     return doc
@@ -106,10 +106,8 @@ def run_document(meta: dict, voices: list[str], rows: list[dict]) -> dict:
 
 def run_row(run: dict) -> dict:
     """One run's bars: the everyday and corpus sets, and the held-out outputs (both sets) for the voice."""
-    items = run["items"]
-    nat = summarise([x for x in items if x["set"] == "natural"])
-    cor = summarise([x for x in items if x["set"] == "corpus"])
-    held = summarise([x for x in items if x["set"] in SETS])
+    doc = run_document({}, [], run["items"])  # the summaries demo_bars.py writes to summary.json
+    nat, cor, held = doc["natural"], doc["corpus"], doc["both"]
     return {
         "name": run["name"], "seed": run["seed"],
         "natural_capped": nat.get("wer_capped_mean"),
